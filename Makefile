@@ -1,0 +1,52 @@
+# modelguard — build, test, lint and benchmark. `make test` is the one test command (README, CI).
+SHELL := /usr/bin/env bash
+GO ?= go
+BIN := $(CURDIR)/bin
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+STATICCHECK_VERSION := v0.8.2
+LDFLAGS := -s -w -X main.version=$(VERSION)
+PKGS := ./...
+
+.PHONY: all build test test-short lint fmt vet staticcheck bench fuzz generate clean
+
+all: build
+
+build: ## Build bin/modelguard and its kubectl plugin name bin/kubectl-modelguard.
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/modelguard ./cmd/modelguard
+	ln -sf modelguard $(BIN)/kubectl-modelguard
+
+test: ## Run every test.
+	$(GO) test -count=1 $(PKGS)
+
+lint: fmt vet staticcheck ## gofmt, go vet and staticcheck.
+
+fmt:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+$(BIN)/staticcheck-$(STATICCHECK_VERSION):
+	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+	mv $(BIN)/staticcheck $@
+
+staticcheck: $(BIN)/staticcheck-$(STATICCHECK_VERSION)
+	$< $(PKGS)
+
+generate: ## Re-render generated docs (the findings catalogue in README.md).
+	$(GO) generate ./policy/...
+
+bench: ## Benchmarks quoted in issue notes (medians: compare runs with benchstat).
+	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./policy/ ./cmd/modelguard/ | tee bench.txt
+
+FUZZTIME ?= 60s
+fuzz: ## Run every fuzz target for FUZZTIME each (not part of `make test`).
+	@for pkg in ./policy/decode ./policy/oracle ./policy; do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+clean:
+	rm -rf $(BIN) bench.txt

@@ -1,0 +1,324 @@
+package policy
+
+import (
+	"fmt"
+	"sort"
+
+	securityapi "istio.io/api/security/v1beta1"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// Verdict is the engine's answer for one object.
+type Verdict struct {
+	Allowed  bool      `json:"allowed"`
+	Mode     Mode      `json:"mode,omitempty"`
+	Rule     string    `json:"rule,omitempty"`
+	Exposed  bool      `json:"exposed"`
+	Findings []Finding `json:"findings"`
+	// Plan is what the rule's inject section plans for the object (nil without inject).
+	Plan *Plan `json:"-"`
+}
+
+// Decision names the verdict as the audit log does: allowed, denied, warned or audited.
+func (v Verdict) Decision() string {
+	worst := SeverityInfo
+	for _, f := range v.Findings {
+		if f.Severity == SeverityError {
+			worst = SeverityError
+			break
+		}
+		if f.Severity == SeverityWarning {
+			worst = SeverityWarning
+		}
+	}
+	switch {
+	case worst == SeverityInfo:
+		return "allowed"
+	case !v.Allowed:
+		return "denied"
+	case v.Mode == ModeAudit:
+		return "audited"
+	}
+	return "warned"
+}
+
+// Codes lists the verdict's distinct finding codes in order.
+func (v Verdict) Codes() []string {
+	var out []string
+	for _, f := range v.Findings {
+		if c := string(f.Code); len(out) == 0 || !containsStr(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func containsStr(xs []string, x string) bool {
+	for _, s := range xs {
+		if s == x {
+			return true
+		}
+	}
+	return false
+}
+
+// Options tune one evaluation.
+type Options struct {
+	// SimulateMutation judges objects as the mutating webhook would leave them: with the
+	// rule's inject annotations set. The CLI uses it on files written before admission; the
+	// validating webhook never does, so that safety does not depend on the mutating webhook.
+	SimulateMutation bool
+}
+
+// evaluation is the state of judging one object.
+type evaluation struct {
+	cfg      *GuardConfig
+	snap     *Snapshot
+	rule     *Rule
+	opts     Options
+	subject  runtime.Object
+	findings []Finding
+	hops     map[*Workload]*hopPolicies
+	extraAP  []*securityv1.AuthorizationPolicy
+	extraRA  []*securityv1.RequestAuthentication
+	planned  map[string]bool
+	plan     *Plan
+}
+
+// Evaluate judges one Model, InferenceService or VirtualService against the mesh state.
+// It does no I/O and never panics on a malformed object: it reports it as INVALID_OBJECT.
+func Evaluate(cfg *GuardConfig, snap *Snapshot, obj runtime.Object, opts Options) (v Verdict) {
+	snap.mu.RLock()
+	defer snap.mu.RUnlock()
+	ev := &evaluation{cfg: cfg, snap: snap, opts: opts, subject: obj, hops: map[*Workload]*hopPolicies{}, planned: map[string]bool{}}
+	ns, err := subjectNamespace(obj)
+	if err != nil {
+		return Verdict{Mode: ModeEnforce, Findings: []Finding{{Code: CodeInvalidObject, Severity: SeverityError, Message: err.Error()}}}
+	}
+	if cfg.Exempt(ns) {
+		return Verdict{Allowed: true, Findings: []Finding{{Code: CodeExempt, Severity: SeverityInfo, Message: fmt.Sprintf("namespace %s is exempt", ns)}}}
+	}
+	ev.rule = cfg.RuleFor(snap.namespaceLabels(ns))
+	if ev.rule == nil {
+		return Verdict{Allowed: true, Findings: []Finding{{Code: CodeNoRule, Severity: SeverityInfo, Message: fmt.Sprintf("no rule's namespaceSelector matches namespace %s", ns)}}}
+	}
+	exposures := ev.exposuresOf(obj)
+	for _, x := range exposures {
+		ev.judgeExposure(x)
+	}
+	ev.checkMTLSAll(exposures)
+	return ev.verdict(len(exposures) > 0)
+}
+
+func subjectNamespace(obj runtime.Object) (string, error) {
+	switch o := obj.(type) {
+	case *networkingv1.VirtualService:
+		return o.Namespace, nil
+	case *unstructured.Unstructured:
+		switch o.GroupVersionKind() {
+		case GVKInferenceService, GVKModel:
+			return o.GetNamespace(), nil
+		}
+		return "", fmt.Errorf("cannot judge a %s", o.GroupVersionKind())
+	case nil:
+		return "", fmt.Errorf("no object to judge")
+	}
+	return "", fmt.Errorf("cannot judge a %T", obj)
+}
+
+func (ev *evaluation) verdict(exposed bool) Verdict {
+	fs := dedupeFindings(ev.findings)
+	sortFindings(fs)
+	v := Verdict{Allowed: true, Mode: ev.rule.Mode, Rule: ev.rule.Name, Exposed: exposed, Findings: fs, Plan: ev.plan}
+	for _, f := range fs {
+		if f.Severity == SeverityError && ev.rule.Mode == ModeEnforce {
+			v.Allowed = false
+		}
+	}
+	if v.Findings == nil {
+		v.Findings = []Finding{}
+	}
+	return v
+}
+
+func (ev *evaluation) add(f Finding) { ev.findings = append(ev.findings, f) }
+
+func (ev *evaluation) invalid(err error) {
+	ev.add(Finding{Code: CodeInvalidObject, Severity: SeverityError, Message: err.Error()})
+}
+
+// exposuresOf derives every route from outside to a model that the object creates or joins.
+func (ev *evaluation) exposuresOf(obj runtime.Object) []*exposure {
+	switch o := obj.(type) {
+	case *networkingv1.VirtualService:
+		return ev.exposuresOfVS(o, nil)
+	case *unstructured.Unstructured:
+		if o.GroupVersionKind() == GVKInferenceService {
+			return ev.exposuresOfISVC(InferenceService{U: o})
+		}
+		m := SeldonModel{U: o}
+		if err := m.Validate(); err != nil {
+			ev.invalid(err)
+			return nil
+		}
+		ev.planFor(m)
+		return ev.exposuresOfModel(m)
+	}
+	return nil
+}
+
+// exposuresOfVS expands the VirtualService's routes to models; keep, when set, restricts the
+// result to one target (judging a model through VirtualServices already in the mesh).
+func (ev *evaluation) exposuresOfVS(vs *networkingv1.VirtualService, keep func(*target) bool) []*exposure {
+	var out []*exposure
+	for _, r := range ev.vsRoutes(vs) {
+		for _, t := range ev.targetsOf(r.destination) {
+			if keep != nil && !keep(t) {
+				continue
+			}
+			if _, ok := reachesSeldonModel(r, t); !ok {
+				continue
+			}
+			ev.planFor(t.owner)
+			if r.protocol == "TCP" {
+				ev.add(Finding{Code: CodeTCPRouteToModel, Severity: SeverityError, Route: r.String(),
+					Message: fmt.Sprintf("%s is reachable over raw TCP/TLS from gateway %s: no JWT can be checked on this route", t.ref, r.gateway),
+					Fix:     "Route the model over HTTP (an `http:` route) so that JWT policies apply, or remove the external gateway from the VirtualService."})
+				continue
+			}
+			out = append(out, &exposure{route: r, target: t, gateways: ev.gatewayWorkloads(r.gateway)})
+		}
+	}
+	return out
+}
+
+func (ev *evaluation) exposuresOfISVC(isvc InferenceService) []*exposure {
+	t := ev.isvcTargetFor(isvc, "")
+	ev.planFor(isvc)
+	var out []*exposure
+	if !isvc.ClusterLocal() {
+		r := &route{via: fmt.Sprintf("InferenceService %s/%s published by KServe (%s mode, not labelled %s=%s)", isvc.Namespace(), isvc.Name(), isvc.DeploymentMode(), LabelKServeVisibility, visibilityClusterLocal),
+			gateway: ev.cfg.KServeIngressGateway, hosts: []string{isvc.Name() + "." + isvc.Namespace() + ".<ingress domain>"},
+			match: "every path", paths: prefixed("/"), method: anyStr, protocol: "REST+gRPC", allPaths: true,
+			destination: isvc.Name() + "-" + orDefault(t.workloads[0].Labels["component"], "predictor") + "." + isvc.Namespace() + ".svc." + ev.cfg.ClusterDomain}
+		if ev.cfg.internalGateway(r.gateway) {
+			r = nil
+		}
+		if r != nil {
+			out = append(out, &exposure{route: r, target: t, gateways: ev.gatewayWorkloads(r.gateway)})
+		}
+	}
+	key := isvc.Namespace() + "/" + isvc.Name()
+	for _, vs := range ev.vsReaching(isvc.ServiceNames(), isvc.Namespace()) {
+		out = append(out, ev.exposuresOfVS(vs, func(t *target) bool { return t.ref == "InferenceService "+key })...)
+	}
+	return append(out, ev.directExposures(t)...)
+}
+
+func (ev *evaluation) exposuresOfModel(m SeldonModel) []*exposure {
+	ref := objectRef("Model", m.Namespace(), m.Name())
+	var out []*exposure
+	for _, vs := range ev.vsReaching([]string{ev.cfg.SeldonMeshService}, m.Namespace()) {
+		out = append(out, ev.exposuresOfVS(vs, func(t *target) bool { return t.ref == ref })...)
+	}
+	for _, t := range ev.seldonTargets(m.Namespace()) {
+		if t.ref == ref {
+			out = append(out, ev.directExposures(t)...)
+		}
+	}
+	return out
+}
+
+// vsReaching returns the VirtualServices in the mesh state with a route to one of the named
+// Services of namespace ns (the object under review replaces its stored version).
+func (ev *evaluation) vsReaching(services []string, ns string) []*networkingv1.VirtualService {
+	seen := map[*networkingv1.VirtualService]bool{}
+	var out []*networkingv1.VirtualService
+	for _, svc := range services {
+		for _, vs := range ev.snap.vsByHost[svc+"."+ns+".svc."+ev.cfg.ClusterDomain] {
+			if !seen[vs] {
+				seen[vs] = true
+				out = append(out, vs)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Namespace+"/"+out[i].Name < out[j].Namespace+"/"+out[j].Name })
+	return out
+}
+
+// isvc looks an InferenceService up, preferring the object under review.
+func (ev *evaluation) isvc(ns, name string) (InferenceService, bool) {
+	if u, ok := ev.subject.(*unstructured.Unstructured); ok && u.GroupVersionKind() == GVKInferenceService && u.GetNamespace() == ns && u.GetName() == name {
+		return InferenceService{U: u}, true
+	}
+	u, ok := ev.snap.isvcs[ns+"/"+name]
+	return InferenceService{U: u}, ok
+}
+
+// modelsIn lists the Seldon Models of a namespace, the object under review included.
+func (ev *evaluation) modelsIn(ns string) []SeldonModel {
+	var out []SeldonModel
+	subj, _ := ev.subject.(*unstructured.Unstructured)
+	isSubj := subj != nil && subj.GroupVersionKind() == GVKModel && subj.GetNamespace() == ns
+	for name, u := range ev.snap.models[ns] {
+		if isSubj && name == subj.GetName() {
+			continue
+		}
+		out = append(out, SeldonModel{U: u})
+	}
+	if isSubj {
+		out = append(out, SeldonModel{U: subj})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name() < out[j].Name() })
+	return out
+}
+
+// dryRunAnnotation marks an AuthorizationPolicy Istio evaluates but does not enforce.
+const dryRunAnnotation = "istio.io/dry-run"
+
+// policiesAt gathers the security policies that can apply to a workload (cached per evaluation).
+func (ev *evaluation) policiesAt(w *Workload) *hopPolicies {
+	if h, ok := ev.hops[w]; ok {
+		return h
+	}
+	h := &hopPolicies{}
+	addAP := func(p *securityv1.AuthorizationPolicy, a applicability) {
+		if p.Annotations[dryRunAnnotation] == "true" {
+			return // Istio only logs what a dry-run policy would do
+		}
+		ap := appliedAP{p: p, a: a}
+		switch p.Spec.GetAction() {
+		case securityapi.AuthorizationPolicy_CUSTOM:
+			h.custom = append(h.custom, ap)
+		case securityapi.AuthorizationPolicy_DENY:
+			h.deny = append(h.deny, ap)
+		case securityapi.AuthorizationPolicy_ALLOW:
+			h.allow = append(h.allow, ap)
+		}
+	}
+	ev.snap.authz.candidates(w, addAP)
+	ev.snap.reqAuthn.candidates(w, func(p *securityv1.RequestAuthentication, a applicability) {
+		h.ras = append(h.ras, appliedRA{p: p, a: a})
+	})
+	for _, p := range ev.extraAP {
+		if a := applies(authzSelector(p), p.Namespace, ev.cfg.MeshRootNamespace, w); a != applyNo {
+			addAP(p, a)
+		}
+	}
+	for _, p := range ev.extraRA {
+		if a := applies(raSelector(p), p.Namespace, ev.cfg.MeshRootNamespace, w); a != applyNo {
+			h.ras = append(h.ras, appliedRA{p: p, a: a})
+		}
+	}
+	ev.hops[w] = h
+	return h
+}
+
+// Judgeable reports whether the engine judges objects of this kind (the rest is mesh state).
+func Judgeable(obj runtime.Object) bool {
+	_, err := subjectNamespace(obj)
+	return err == nil
+}

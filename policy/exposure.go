@@ -1,0 +1,349 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+
+	networkingapi "istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// route is one way in from outside: a gateway (or a direct Service), hosts, a URI match and a
+// destination. Its requests are the sets in it; the attacker picks any member.
+type route struct {
+	via         string // what declares it: "VirtualService ns/name http[0]"
+	gateway     string // "ns/name"; "" for a direct exposure through a Service
+	hosts       []string
+	match       string // "prefix /v2/", "exact /x", "every path"
+	paths       strSet
+	method      strSet
+	protocol    string            // REST, gRPC, REST+gRPC, TCP
+	destination string            // FQDN
+	headers     map[string]strSet // fixed by the route's match, at every hop
+	setHeaders  map[string]string // set by the route: seen only by the model workload
+	allPaths    bool              // a regex or absent URI match judged as prefix "/"
+}
+
+func (r *route) String() string {
+	var b strings.Builder
+	if r.gateway != "" {
+		fmt.Fprintf(&b, "gateway %s, ", r.gateway)
+	}
+	if len(r.hosts) > 0 {
+		fmt.Fprintf(&b, "host %s, ", strings.Join(r.hosts, ","))
+	}
+	fmt.Fprintf(&b, "%s (%s) -> %s [%s]", r.match, r.protocol, r.destination, r.via)
+	return b.String()
+}
+
+// target is a model a destination reaches, with the workload that first receives its traffic.
+type target struct {
+	ref       string // "InferenceService ns/name"
+	namespace string
+	workloads []*Workload
+	hosts     []string // FQDNs of its Services, for DestinationRule checks
+	seldon    string   // Seldon model name: requests reach it only with seldon-model: <name>
+	owner     any      // the ISVC or Model object, for inject planning
+}
+
+// exposure is a route to a target.
+type exposure struct {
+	route    *route
+	target   *target
+	gateways []*Workload // nil for a direct exposure
+}
+
+// httpRoutes expands a VirtualService into one route per HTTP match (or one for no match),
+// on the external gateways it names (the match's own gateways override the VirtualService's).
+func (ev *evaluation) vsRoutes(vs *networkingv1.VirtualService) []*route {
+	var out []*route
+	for i, hr := range vs.Spec.GetHttp() {
+		via := fmt.Sprintf("VirtualService %s/%s http[%d]", vs.Namespace, vs.Name, i)
+		if hr.GetName() != "" {
+			via += " " + hr.GetName()
+		}
+		if hr.GetDelegate() != nil {
+			ev.add(Finding{Code: CodeDelegateRoute, Severity: SeverityWarning, Route: via,
+				Message: fmt.Sprintf("route delegates to VirtualService %s/%s, which is judged when it is applied", hr.GetDelegate().GetNamespace(), hr.GetDelegate().GetName())})
+			continue
+		}
+		matches := hr.GetMatch()
+		if len(matches) == 0 {
+			matches = []*networkingapi.HTTPMatchRequest{nil}
+		}
+		for _, m := range matches {
+			for _, gw := range ev.externalGateways(vs, m.GetGateways()) {
+				for _, d := range hr.GetRoute() {
+					out = append(out, ev.httpRoute(vs, via, gw, m, hr, d))
+				}
+			}
+		}
+	}
+	out = append(out, ev.l4Routes(vs)...)
+	return out
+}
+
+func (ev *evaluation) l4Routes(vs *networkingv1.VirtualService) []*route {
+	var out []*route
+	add := func(kind string, i int, dests []*networkingapi.RouteDestination) {
+		for _, gw := range ev.externalGateways(vs, nil) {
+			for _, d := range dests {
+				out = append(out, &route{via: fmt.Sprintf("VirtualService %s/%s %s[%d]", vs.Namespace, vs.Name, kind, i),
+					gateway: gw, hosts: vs.Spec.GetHosts(), match: "every connection", protocol: "TCP",
+					destination: fqdn(d.GetDestination().GetHost(), vs.Namespace, ev.cfg.ClusterDomain)})
+			}
+		}
+	}
+	for i, r := range vs.Spec.GetTcp() {
+		add("tcp", i, r.GetRoute())
+	}
+	for i, r := range vs.Spec.GetTls() {
+		add("tls", i, r.GetRoute())
+	}
+	return out
+}
+
+// externalGateways resolves gateway names ("name" in the VirtualService's namespace, or
+// "ns/name") and drops `mesh` and the configured internal gateways.
+func (ev *evaluation) externalGateways(vs *networkingv1.VirtualService, matchGWs []string) []string {
+	gws := vs.Spec.GetGateways()
+	if len(matchGWs) > 0 {
+		gws = matchGWs
+	}
+	var out []string
+	for _, g := range gws {
+		full := g
+		if g != "mesh" && !strings.Contains(g, "/") {
+			full = vs.Namespace + "/" + g
+		}
+		if !ev.cfg.internalGateway(full) {
+			out = append(out, full)
+		}
+	}
+	return out
+}
+
+func (ev *evaluation) httpRoute(vs *networkingv1.VirtualService, via, gw string, m *networkingapi.HTTPMatchRequest, hr *networkingapi.HTTPRoute, d *networkingapi.HTTPRouteDestination) *route {
+	r := &route{via: via, gateway: gw, hosts: vs.Spec.GetHosts(), method: anyStr,
+		destination: fqdn(d.GetDestination().GetHost(), vs.Namespace, ev.cfg.ClusterDomain),
+		headers:     map[string]strSet{}, setHeaders: map[string]string{}}
+	r.setURIMatch(m.GetUri(), m.GetIgnoreUriCase())
+	if mm := m.GetMethod(); mm != nil && mm.GetExact() != "" {
+		r.method = exactly(mm.GetExact())
+	}
+	for h, sm := range m.GetHeaders() {
+		if sm.GetExact() != "" {
+			r.headers[strings.ToLower(h)] = exactly(sm.GetExact())
+		}
+	}
+	for _, ops := range []*networkingapi.Headers{hr.GetHeaders(), d.GetHeaders()} {
+		for h, v := range ops.GetRequest().GetSet() {
+			r.setHeaders[strings.ToLower(h)] = v
+		}
+	}
+	r.protocol = protocolOf(r.paths)
+	return r
+}
+
+// setURIMatch turns a VirtualService URI match into a path set. A regex, or no match at all,
+// is every path: a regex cannot be enumerated, so the engine assumes the widest route.
+func (r *route) setURIMatch(u *networkingapi.StringMatch, ignoreCase bool) {
+	switch {
+	case u.GetExact() != "" && !ignoreCase:
+		r.paths, r.match = exactly(u.GetExact()), "exact "+u.GetExact()
+	case u.GetPrefix() != "" && !ignoreCase:
+		r.paths, r.match = prefixed(u.GetPrefix()), "prefix "+u.GetPrefix()
+	case u.GetRegex() != "":
+		r.paths, r.match, r.allPaths = prefixed("/"), "regex "+u.GetRegex()+" (judged as every path)", true
+	case u != nil && ignoreCase:
+		// Case-insensitive matching admits spellings a case-sensitive policy path misses.
+		r.paths, r.match, r.allPaths = prefixed("/"), "case-insensitive "+u.String()+" (judged as every path)", true
+	default:
+		r.paths, r.match, r.allPaths = prefixed("/"), "every path", true
+	}
+}
+
+// protocolOf says which APIs a path set reaches: gRPC calls are POSTs to "/package.Service/Method".
+func protocolOf(p strSet) string {
+	grpc := relate(grpcInferenceServiceAPI+"*", p) != triNone || (p.kind == setPrefix && strings.HasPrefix(grpcInferenceServiceAPI, p.s))
+	rest := p.kind != setExact && !strings.HasPrefix(p.s, "/inference.") || (p.kind == setExact && !strings.HasPrefix(p.s, "/inference."))
+	switch {
+	case grpc && rest:
+		return "REST+gRPC"
+	case grpc:
+		return "gRPC"
+	}
+	return "REST"
+}
+
+// targetsOf resolves a destination FQDN to the models behind it: a KServe InferenceService's
+// Services, Seldon's mesh Service in a namespace holding Models, or a Service the config marks.
+func (ev *evaluation) targetsOf(host string) []*target {
+	name, ns, ok := splitServiceFQDN(host, ev.cfg.ClusterDomain)
+	if !ok {
+		return nil
+	}
+	if t := ev.isvcTarget(ns, name); t != nil {
+		return []*target{t}
+	}
+	if name == ev.cfg.SeldonMeshService {
+		if ts := ev.seldonTargets(ns); len(ts) > 0 {
+			return ts
+		}
+	}
+	if svc := ev.snap.services[ns+"/"+name]; svc != nil && ev.markedModelService(svc) {
+		return []*target{{ref: objectRef("Service", ns, name), namespace: ns,
+			workloads: ev.serviceWorkloads(svc), hosts: []string{host}}}
+	}
+	return nil
+}
+
+func (ev *evaluation) markedModelService(svc *corev1.Service) bool {
+	for _, sel := range ev.cfg.modelSvcSel {
+		if sel.Matches(labels.Set(svc.Labels)) {
+			return true
+		}
+	}
+	return false
+}
+
+// isvcTarget finds the InferenceService a Service name belongs to and the workload that first
+// receives the traffic: the transformer when the route reaches the top-level Service of an
+// InferenceService that has one, else the predictor.
+func (ev *evaluation) isvcTarget(ns, svcName string) *target {
+	for _, cand := range []struct{ isvc, component string }{
+		{svcName, ""},
+		{strings.TrimSuffix(svcName, "-predictor"), "predictor"},
+		{strings.TrimSuffix(svcName, "-predictor-default"), "predictor"},
+		{strings.TrimSuffix(svcName, "-transformer"), "transformer"},
+	} {
+		if cand.isvc == svcName && cand.component != "" {
+			continue
+		}
+		isvc, ok := ev.isvc(ns, cand.isvc)
+		if !ok {
+			continue
+		}
+		return ev.isvcTargetFor(isvc, cand.component)
+	}
+	return nil
+}
+
+func (ev *evaluation) isvcTargetFor(isvc InferenceService, component string) *target {
+	if component == "" {
+		component = "predictor"
+		if has, err := isvc.HasTransformer(); err != nil {
+			ev.invalid(err)
+		} else if has {
+			component = "transformer"
+		}
+	}
+	t := &target{ref: objectRef("InferenceService", isvc.Namespace(), isvc.Name()), namespace: isvc.Namespace(), owner: isvc}
+	for _, n := range isvc.ServiceNames() {
+		t.hosts = append(t.hosts, n+"."+isvc.Namespace()+".svc."+ev.cfg.ClusterDomain)
+	}
+	sel := map[string]string{LabelKServeISVC: isvc.Name()}
+	for _, w := range ev.snap.workloadsSelected(isvc.Namespace(), sel) {
+		if c, ok := w.Labels["component"]; !ok || c == component {
+			t.workloads = append(t.workloads, w)
+		}
+	}
+	if len(t.workloads) == 0 {
+		lbls := isvc.WorkloadLabels()
+		lbls["component"] = component
+		if component == "transformer" {
+			delete(lbls, "app")
+		}
+		t.workloads = []*Workload{{Ref: fmt.Sprintf("%s pods (not in the mesh state; labels inferred)", component), Namespace: isvc.Namespace(), Labels: lbls}}
+	}
+	return t
+}
+
+// seldonTargets returns one target per Model in the namespace: Seldon's mesh Service routes
+// each request to the model its seldon-model header names.
+func (ev *evaluation) seldonTargets(ns string) []*target {
+	models := ev.modelsIn(ns)
+	if len(models) == 0 {
+		return nil
+	}
+	host := ev.cfg.SeldonMeshService + "." + ns + ".svc." + ev.cfg.ClusterDomain
+	var wls []*Workload
+	if svc := ev.snap.services[ns+"/"+ev.cfg.SeldonMeshService]; svc != nil {
+		wls = ev.serviceWorkloads(svc)
+	} else {
+		wls = []*Workload{{Ref: "Seldon mesh pods (not in the mesh state)", Namespace: ns, Labels: map[string]string{}}}
+	}
+	out := make([]*target, 0, len(models))
+	for _, m := range models {
+		out = append(out, &target{ref: objectRef("Model", ns, m.Name()), namespace: ns, workloads: wls,
+			hosts: []string{host}, seldon: m.Name(), owner: m})
+	}
+	return out
+}
+
+// serviceWorkloads returns the workloads a Service selects, or one inferred from its selector.
+func (ev *evaluation) serviceWorkloads(svc *corev1.Service) []*Workload {
+	if wls := ev.snap.workloadsSelected(svc.Namespace, svc.Spec.Selector); len(wls) > 0 {
+		return wls
+	}
+	return []*Workload{{Ref: fmt.Sprintf("pods of Service %s/%s (not in the mesh state)", svc.Namespace, svc.Name), Namespace: svc.Namespace, Labels: svc.Spec.Selector}}
+}
+
+// gatewayWorkloads returns the pods of an Istio Gateway: those its selector picks in the mesh
+// state, else one workload with just the selector's labels in the Gateway's namespace.
+func (ev *evaluation) gatewayWorkloads(gw string) []*Workload {
+	ns, _, _ := strings.Cut(gw, "/")
+	g := ev.snap.gateways[gw]
+	if g == nil {
+		ev.add(Finding{Code: CodeGatewayUnknown, Severity: SeverityInfo,
+			Message: fmt.Sprintf("Gateway %s is not in the mesh state: only policies that apply to every workload of namespace %s count at the gateway", gw, ns)})
+		return []*Workload{{Ref: "Gateway " + gw + " (unknown)", Namespace: ns, Labels: map[string]string{}}}
+	}
+	if wls := ev.snap.workloadsSelected("", g.Spec.GetSelector()); len(wls) > 0 {
+		return wls
+	}
+	return []*Workload{{Ref: "Gateway " + gw + " selector", Namespace: ns, Labels: g.Spec.GetSelector()}}
+}
+
+// directExposures finds Services of type LoadBalancer or NodePort, or with externalIPs, that
+// select the target's workloads: clients reach those pods without passing any gateway.
+func (ev *evaluation) directExposures(t *target) []*exposure {
+	var out []*exposure
+	for _, svc := range ev.snap.svcByNS[t.namespace] {
+		if !externallyReachable(svc) || len(svc.Spec.Selector) == 0 {
+			continue
+		}
+		for _, w := range t.workloads {
+			if selectorMatches(svc.Spec.Selector, w) != applyYes {
+				continue
+			}
+			r := &route{via: fmt.Sprintf("Service %s/%s (%s)", svc.Namespace, svc.Name, svc.Spec.Type), match: "every path",
+				paths: prefixed("/"), method: anyStr, protocol: "REST+gRPC", allPaths: true,
+				destination: svc.Name + "." + svc.Namespace + ".svc." + ev.cfg.ClusterDomain}
+			out = append(out, &exposure{route: r, target: &target{ref: t.ref, namespace: t.namespace, workloads: []*Workload{w}, hosts: t.hosts, seldon: t.seldon, owner: t.owner}})
+		}
+	}
+	return out
+}
+
+func externallyReachable(svc *corev1.Service) bool {
+	return svc.Spec.Type == corev1.ServiceTypeLoadBalancer || svc.Spec.Type == corev1.ServiceTypeNodePort || len(svc.Spec.ExternalIPs) > 0
+}
+
+// routesReaching narrows a route to the Seldon model a target stands for: the request must
+// carry seldon-model: <name> when it reaches the mesh Service, either set by the route or sent
+// by the caller (then the attacker sends it). A route that fixes another model does not reach it.
+func reachesSeldonModel(r *route, t *target) (gatewayHeader strSet, ok bool) {
+	if t.seldon == "" {
+		return anyStr, true
+	}
+	if v, set := r.setHeaders[seldonModelHeader]; set {
+		return anyStr, v == t.seldon
+	}
+	if v, matched := r.headers[seldonModelHeader]; matched {
+		return v, v.s == t.seldon
+	}
+	return exactly(t.seldon), true
+}
