@@ -98,6 +98,10 @@ func Evaluate(cfg *GuardConfig, snap *Snapshot, obj runtime.Object, opts Options
 	if err != nil {
 		return Verdict{Mode: ModeEnforce, Findings: []Finding{{Code: CodeInvalidObject, Severity: SeverityError, Message: err.Error()}}}
 	}
+	if err := ValidateObject(obj); err != nil {
+		return Verdict{Mode: ModeEnforce, Findings: []Finding{{Code: CodeInvalidObject, Severity: SeverityError, Message: err.Error(),
+			Fix: "Correct the field named in the message; modelguard refuses objects it cannot read rather than judge them on a guess."}}}
+	}
 	if cfg.Exempt(ns) {
 		return Verdict{Allowed: true, Findings: []Finding{{Code: CodeExempt, Severity: SeverityInfo, Message: fmt.Sprintf("namespace %s is exempt", ns)}}}
 	}
@@ -160,10 +164,6 @@ func (ev *evaluation) exposuresOf(obj runtime.Object) []*exposure {
 			return ev.exposuresOfISVC(InferenceService{U: o})
 		}
 		m := SeldonModel{U: o}
-		if err := m.Validate(); err != nil {
-			ev.invalid(err)
-			return nil
-		}
 		ev.planFor(m)
 		return ev.exposuresOfModel(m)
 	}

@@ -234,9 +234,7 @@ func (ev *evaluation) isvcTarget(ns, svcName string) *target {
 func (ev *evaluation) isvcTargetFor(isvc InferenceService, component string) *target {
 	if component == "" {
 		component = "predictor"
-		if has, err := isvc.HasTransformer(); err != nil {
-			ev.invalid(err)
-		} else if has {
+		if isvc.HasTransformer() {
 			component = "transformer"
 		}
 	}

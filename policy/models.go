@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -54,18 +55,58 @@ func (s InferenceService) ClusterLocal() bool {
 }
 
 // HasTransformer reports whether spec.transformer is set: KServe then routes to it first.
-func (s InferenceService) HasTransformer() (bool, error) {
-	t, found, err := unstructured.NestedFieldNoCopy(s.U.Object, "spec", "transformer")
+// Validate has checked its type.
+func (s InferenceService) HasTransformer() bool {
+	t, found, _ := unstructured.NestedFieldNoCopy(s.U.Object, "spec", "transformer")
+	return found && t != nil
+}
+
+// Validate checks that the fields the engine reads have the types KServe's API gives them, so
+// that a malformed object is refused with a clear error rather than judged on a guess.
+func (s InferenceService) Validate() error {
+	spec, err := objectField(s.U.Object, "spec")
 	if err != nil {
-		return false, fmt.Errorf("inferenceService %s/%s: spec.transformer: %w", s.Namespace(), s.Name(), err)
+		return err
 	}
-	if !found || t == nil {
-		return false, nil
+	if spec == nil {
+		return fmt.Errorf("spec: required (an InferenceService needs spec.predictor)")
 	}
-	if _, ok := t.(map[string]any); !ok {
-		return false, fmt.Errorf("inferenceService %s/%s: spec.transformer must be an object, not %T", s.Namespace(), s.Name(), t)
+	if p, err := objectField(spec, "predictor"); err != nil {
+		return fmt.Errorf("spec.%w", err)
+	} else if p == nil {
+		return fmt.Errorf("spec.predictor: required")
 	}
-	return true, nil
+	if _, err := objectField(spec, "transformer"); err != nil {
+		return fmt.Errorf("spec.%w", err)
+	}
+	return nil
+}
+
+// objectField returns m[key] when it is an object, nil when absent or null.
+func objectField(m map[string]any, key string) (map[string]any, error) {
+	v, ok := m[key]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%s: must be an object, not %s", key, jsonType(v))
+	}
+	return obj, nil
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case int64, float64, int:
+		return "a number"
+	case []any:
+		return "a list"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 // ServiceNames are the Services KServe creates for an InferenceService; a route to any of
@@ -91,10 +132,41 @@ type SeldonModel struct{ U *unstructured.Unstructured }
 func (m SeldonModel) Name() string      { return m.U.GetName() }
 func (m SeldonModel) Namespace() string { return m.U.GetNamespace() }
 
-// Validate checks the fields the engine relies on have the types Seldon's API gives them.
+// Validate checks that the Model has the shape Seldon's API gives it.
 func (m SeldonModel) Validate() error {
-	if _, _, err := unstructured.NestedString(m.U.Object, "spec", "storageUri"); err != nil {
-		return fmt.Errorf("model %s/%s: spec.storageUri: %w", m.Namespace(), m.Name(), err)
+	spec, err := objectField(m.U.Object, "spec")
+	if err != nil {
+		return err
+	}
+	if spec == nil {
+		return fmt.Errorf("spec: required (a Model needs spec.storageUri)")
+	}
+	if v, ok := spec["storageUri"]; ok {
+		if _, isStr := v.(string); !isStr {
+			return fmt.Errorf("spec.storageUri: must be a string, not %s", jsonType(v))
+		}
+	}
+	return nil
+}
+
+// ValidateObject checks the fields of a Model or InferenceService the engine reads; other
+// objects are typed by their decoder and need no check here.
+func ValidateObject(obj runtime.Object) error {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return nil
+	}
+	var err error
+	switch u.GroupVersionKind() {
+	case GVKInferenceService:
+		err = InferenceService{U: u}.Validate()
+	case GVKModel:
+		err = SeldonModel{U: u}.Validate()
+	default:
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("%s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}
 	return nil
 }

@@ -3,16 +3,18 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	securityapi "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/yaml"
 )
 
 // Annotations the mutating webhook sets for the reconciler (a stable contract, DESIGN.md).
@@ -183,28 +185,74 @@ func (ev *evaluation) fixFor(t *target) string {
 	if err != nil || p == nil {
 		return ""
 	}
-	ra, errRA := yaml.Marshal(stripForFix(p.RequestAuthentication))
-	ap, errAP := yaml.Marshal(stripForFix(p.AuthorizationPolicy))
-	if errRA != nil || errAP != nil {
+	out, err := p.YAML()
+	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(ra)) + "\n---\n" + strings.TrimSpace(string(ap))
+	return out
 }
 
-// stripForFix drops fields a user should not write by hand (owner references, status).
-func stripForFix(obj any) map[string]any {
-	raw, err := yaml.Marshal(obj)
+// YAML renders the planned objects as a YAML stream a user can apply (owner references and
+// server-set fields left out).
+func (p *Plan) YAML() (string, error) {
+	ra, err := readableYAML(p.RequestAuthentication.TypeMeta, p.RequestAuthentication.ObjectMeta, &p.RequestAuthentication.Spec)
 	if err != nil {
-		return nil
+		return "", err
 	}
-	m := map[string]any{}
-	if yaml.Unmarshal(raw, &m) != nil {
-		return nil
+	ap, err := readableYAML(p.AuthorizationPolicy.TypeMeta, p.AuthorizationPolicy.ObjectMeta, &p.AuthorizationPolicy.Spec)
+	if err != nil {
+		return "", err
 	}
-	delete(m, "status")
-	if md, ok := m["metadata"].(map[string]any); ok {
-		delete(md, "ownerReferences")
-		delete(md, "creationTimestamp")
+	return ra + "---\n" + ap, nil
+}
+
+// readableYAML renders an object the way people write it: apiVersion, kind, metadata, then
+// the spec in its API's field order (a plain YAML marshal would sort every key).
+func readableYAML(tm metav1.TypeMeta, om metav1.ObjectMeta, spec any) (string, error) {
+	js, err := json.Marshal(spec)
+	if err != nil {
+		return "", fmt.Errorf("rendering spec: %w", err)
 	}
-	return m
+	var node yamlv3.Node
+	if err := yamlv3.Unmarshal(js, &node); err != nil {
+		return "", fmt.Errorf("rendering spec: %w", err)
+	}
+	blockStyle(&node)
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: %s\nkind: %s\nmetadata:\n  name: %s\n  namespace: %s\n", tm.APIVersion, tm.Kind, om.Name, om.Namespace)
+	if len(om.Labels) > 0 {
+		b.WriteString("  labels:\n")
+		for _, k := range sortedLabelKeys(om.Labels) {
+			fmt.Fprintf(&b, "    %s: %s\n", k, om.Labels[k])
+		}
+	}
+	b.WriteString("spec:\n")
+	var body strings.Builder
+	benc := yamlv3.NewEncoder(&body)
+	benc.SetIndent(2)
+	if err := benc.Encode(&node); err != nil {
+		return "", fmt.Errorf("rendering spec: %w", err)
+	}
+	for _, line := range strings.Split(strings.TrimRight(body.String(), "\n"), "\n") {
+		b.WriteString("  " + line + "\n")
+	}
+	return b.String(), nil
+}
+
+// blockStyle drops JSON's styles (flow collections, quoted strings): the encoder then picks
+// block style and quotes only what needs quoting.
+func blockStyle(n *yamlv3.Node) {
+	n.Style = 0
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
+}
+
+func sortedLabelKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }

@@ -144,6 +144,11 @@ func putMap[T any](m map[string]T, key string, v T, del bool) {
 }
 
 func (s *Snapshot) putUnstructured(u *unstructured.Unstructured, del bool) error {
+	if !del {
+		if err := ValidateObject(u); err != nil {
+			return err
+		}
+	}
 	key := u.GetNamespace() + "/" + u.GetName()
 	switch u.GroupVersionKind() {
 	case GVKInferenceService:

@@ -285,6 +285,7 @@ spec:
 	// A malformed document after a judgeable object: no partial report.
 	partial := writeFile(t, "partial.yaml", string(isvc)+"---\nkind: [\n")
 	missing := filepath.Join(t.TempDir(), "nope.yaml")
+	badModel := writeFile(t, "model.yaml", "apiVersion: mlops.seldon.io/v1alpha1\nkind: Model\nmetadata: {name: iris, namespace: ml}\nspec:\n  storageUri: 5\n")
 	badConfig := writeFile(t, "guard.yaml", "apiVersion: modelguard.io/v1alpha1\nkind: GuardConfig\nrules:\n- name: default\n  namespaceSelector: {}\n  mdoe: Enforce\n")
 
 	for _, tc := range []struct {
@@ -296,6 +297,7 @@ spec:
 		{"unknown field", []string{"-f", unknownField}, []string{unknownField + ":17", "gatways"}},
 		{"malformed after good document", []string{"-f", partial}, []string{partial + ":"}},
 		{"missing file", []string{"-f", missing}, []string{missing}},
+		{"Model field of the wrong type", []string{"-f", badModel}, []string{badModel + ":1", "spec.storageUri: must be a string, not a number"}},
 		{"bad flag", []string{"-f", inputDir, "--frobnicate"}, []string{"frobnicate", "Usage:"}},
 		{"bad output format", []string{"-f", inputDir, "-o", "yaml"}, []string{`"yaml"`}},
 		{"no -f", nil, []string{"-f PATH"}},
