@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"fmt"
+	"os"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ import (
 func TestSoundnessAgainstOracle(t *testing.T) {
 	const worlds = 4000
 	rng := rand.New(rand.NewPCG(20261125, 1))
-	gaps, witnessed := 0, 0
+	gaps, witnessed, unconfirmed := 0, 0, 0
 	for i := range worlds {
 		w := randomWorld(rng)
 		v := policy.Evaluate(policy.DefaultConfig(), w.snapshot(t), w.vs, policy.Options{})
@@ -37,6 +38,12 @@ func TestSoundnessAgainstOracle(t *testing.T) {
 			if strings.Contains(renderFindings(v), "gets through") {
 				witnessed++
 			}
+			if _, ok := w.leak(); !ok {
+				unconfirmed++
+				if os.Getenv("SOUNDNESS_SHOW") != "" && unconfirmed < 8 {
+					t.Logf("unconfirmed gap, world %d\nroute: %s\npolicies:\n%s\nfindings:\n%s", i, w.routeDesc, w.policyDesc(), renderFindings(v))
+				}
+			}
 			continue
 		}
 		if req, ok := w.leak(); ok {
@@ -44,7 +51,9 @@ func TestSoundnessAgainstOracle(t *testing.T) {
 				i, req, w.routeDesc, w.policyDesc(), renderFindings(v))
 		}
 	}
-	t.Logf("%d worlds: %d reported gaps, %d of them with a concrete example", worlds, gaps, witnessed)
+	// Precision, for the record: gaps for which the test's own search finds no leaking request
+	// are either imprecision (the engine assumed the worst) or leaks outside the test's sample.
+	t.Logf("%d worlds: %d reported gaps, %d with a concrete example, %d not reproduced by the test's sample", worlds, gaps, witnessed, unconfirmed)
 	if gaps == 0 || gaps == worlds {
 		t.Fatalf("the generator is degenerate: %d gaps in %d worlds", gaps, worlds)
 	}
@@ -167,7 +176,11 @@ func randomRule(rng *rand.Rand) *securityapi.Rule {
 	r := &securityapi.Rule{}
 	if rng.IntN(3) > 0 {
 		s := &securityapi.Source{}
-		switch rng.IntN(6) {
+		switch rng.IntN(8) {
+		case 6:
+			s.IpBlocks = []string{"10.0.0.0/8"}
+		case 7:
+			s.NotRequestPrincipals = []string{"https://issuer.example.com/*"}
 		case 0:
 			s.NotRequestPrincipals = []string{"*"}
 		case 1:
@@ -186,13 +199,19 @@ func randomRule(rng *rand.Rand) *securityapi.Rule {
 	}
 	if rng.IntN(2) == 0 {
 		o := &securityapi.Operation{}
-		switch rng.IntN(4) {
+		switch rng.IntN(7) {
 		case 0, 1:
 			o.Paths = pickSome(rng, policyPaths)
 		case 2:
 			o.NotPaths = pickSome(rng, policyPaths)
 		case 3:
 			o.Methods = []string{[]string{"GET", "POST"}[rng.IntN(2)]}
+		case 4:
+			o.Hosts = pickSome(rng, []string{"m.example.com", "M.EXAMPLE.COM", "*.example.com", "m.*", "other.org", "*"})
+		case 5:
+			o.NotHosts = pickSome(rng, []string{"m.example.com", "*.example.com", "other.org"})
+		case 6:
+			o.Ports = []string{"8080"}
 		}
 		r.To = []*securityapi.Rule_To{{Operation: o}}
 	}
@@ -244,19 +263,21 @@ func (w *world) leak() (string, bool) {
 			if w.method != "" && method != w.method {
 				continue
 			}
-			req := oracle.Request{Path: path, Method: method, Host: "m.example.com", Headers: map[string]string{}}
-			if !oracle.Decide(req, w.gwPols, oracle.Options{}).Allowed {
-				continue
-			}
-			peers := []string{"cluster.local/ns/istio-system/sa/gw-sa"}
-			if !w.strict {
-				peers = append(peers, "")
-			}
-			for _, peer := range peers {
-				mreq := req
-				mreq.SourcePrincipal = peer
-				if oracle.Decide(mreq, w.mPols, oracle.Options{}).Allowed {
-					return fmt.Sprintf("%s %s from peer %q", method, path, peer), true
+			for _, host := range []string{"m.example.com", "m.example.com:443", "M.Example.Com"} {
+				req := oracle.Request{Path: path, Method: method, Host: host, Headers: map[string]string{}, Port: 8080, SourceIP: "10.1.2.3", RemoteIP: "203.0.113.9"}
+				if !oracle.Decide(req, w.gwPols, oracle.Options{}).Allowed {
+					continue
+				}
+				peers := []string{"cluster.local/ns/istio-system/sa/gw-sa"}
+				if !w.strict {
+					peers = append(peers, "")
+				}
+				for _, peer := range peers {
+					mreq := req
+					mreq.SourcePrincipal = peer
+					if oracle.Decide(mreq, w.mPols, oracle.Options{}).Allowed {
+						return fmt.Sprintf("%s %s (Host %s) from peer %q", method, path, host, peer), true
+					}
 				}
 			}
 		}
