@@ -1,16 +1,15 @@
-package main
+// Package fleet generates a synthetic multi-tenant cluster as YAML files: the input of the
+// CLI benchmarks (`go test -bench`) and of hack/genfleet, which the load tools use.
+package fleet
 
 import (
 	"fmt"
-	"io"
-	"os"
+		"os"
 	"path/filepath"
 	"strings"
-	"testing"
-	"time"
 )
 
-// generateFleet writes a synthetic multi-tenant cluster into dir (which must exist) and
+// Generate writes a synthetic multi-tenant cluster into dir (which must exist) and
 // returns how many objects it wrote: istio-system.yaml with the shared ingress gateway, then
 // one file team-NNNN.yaml per namespace holding 10 objects:
 //
@@ -26,9 +25,8 @@ import (
 // (MTLS_NOT_STRICT) and every 7th guards only the REST paths of embedder
 // (JWT_ROUTE_UNCOVERED on the gRPC route), so the run judges both outcomes.
 //
-// The output depends only on namespaces; it uses nothing but the standard library so that a
-// tool under hack/ can reuse it as is.
-func generateFleet(dir string, namespaces int) (objects int, err error) {
+// The output depends only on namespaces.
+func Generate(dir string, namespaces int) (objects int, err error) {
 	if err := os.WriteFile(filepath.Join(dir, "istio-system.yaml"), []byte(fleetShared), 0o644); err != nil {
 		return 0, err
 	}
@@ -238,42 +236,3 @@ spec:
     - destination: {host: embedder-predictor.NS.svc.cluster.local}
 `
 
-func TestGenerateFleet(t *testing.T) {
-	dir := t.TempDir()
-	n, err := generateFleet(dir, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := 3 + 10*10; n != want {
-		t.Errorf("generated %d objects, want %d", n, want)
-	}
-	r := check(t, "", "-f", dir, "-o", "json")
-	if r.code != exitDenied {
-		t.Fatalf("exit %d, want 1 (team-0006 and team-0009 are open); stderr:\n%s", r.code, r.stderr)
-	}
-	// Per namespace 4 judged objects; team-0006: embedder and its VirtualService (gRPC route
-	// open); team-0009: ranker, embedder and the VirtualService (PERMISSIVE).
-	if !strings.Contains(r.stdout, `"checked": 40`) || !strings.Contains(r.stdout, `"denied": 5`) {
-		t.Errorf("unexpected summary:\n%s", r.stdout[strings.LastIndex(r.stdout, `"summary"`):])
-	}
-}
-
-func BenchmarkCheck10k(b *testing.B) {
-	dir := b.TempDir()
-	n, err := generateFleet(dir, 1000)
-	if err != nil {
-		b.Fatal(err)
-	}
-	args := []string{"-f", dir, "-o", "json"}
-	runs := 0
-	start := time.Now()
-	for b.Loop() {
-		if code := runCheck(args, nil, io.Discard, io.Discard); code == exitUsage {
-			b.Fatalf("exit %d", code)
-		}
-		runs++
-	}
-	elapsed := time.Since(start)
-	b.ReportMetric(elapsed.Seconds()/float64(runs), "s/run")
-	b.ReportMetric(float64(n)*float64(runs)/elapsed.Seconds(), "objects/s")
-}
