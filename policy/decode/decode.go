@@ -11,9 +11,13 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	yaml "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -65,7 +69,7 @@ func DecodeObject(data []byte) (obj Object, err error) {
 		e = &Error{Line: p.lineAt(p.skipSpace()), Msg: "unexpected data after the JSON object"}
 	}
 	if e == nil {
-		e = d.document(root, 0)
+		e = d.document(root)
 	}
 	if e != nil {
 		return Object{}, e
@@ -100,58 +104,191 @@ func (d *decoder) stream(data []byte) *Error {
 	if len(data) > MaxStreamSize {
 		return d.w.fail(nil, "input exceeds the maximum size of %d bytes", MaxStreamSize)
 	}
+	parallel := len(data) >= parallelBytes && runtime.GOMAXPROCS(0) > 1
 	if looksLikeJSON(data) {
-		handled, err := d.jsonStream(data)
-		if handled {
+		notJSON := false
+		err := d.pipeline(parallel, func(emit func(*yaml.Node) bool) *Error {
+			var e *Error
+			notJSON, e = d.jsonDocs(data, emit)
+			return e
+		})
+		if !notJSON {
 			return err
 		}
 	}
-	return splitYAML(data, d.yamlChunk)
+	if err := d.checkDocSizes(data); err != nil {
+		return err
+	}
+	return d.pipeline(parallel, func(emit func(*yaml.Node) bool) *Error {
+		return d.yamlDocs(data, emit)
+	})
+}
+
+// parallelBytes is the input size from which documents are decoded by
+// several goroutines while the parser goes on reading.
+const parallelBytes = 32 << 10
+
+// docResult is what decoding one document produced.
+type docResult struct {
+	objs    []Object
+	ignored map[string]int
+	err     *Error
+}
+
+// pipeline runs parse, which emits document roots in order, and decodes
+// them. In parallel mode the parser (the costliest step) runs on this
+// goroutine while workers decode; the outcome is the same as a sequential
+// decode: objects in input order and the error of the earliest failing
+// document, a parse error counting after every document emitted before it.
+func (d *decoder) pipeline(parallel bool, parse func(emit func(*yaml.Node) bool) *Error) *Error {
+	if !parallel {
+		var docErr *Error
+		parseErr := parse(func(root *yaml.Node) bool {
+			docErr = d.document(root)
+			return docErr == nil
+		})
+		return firstOfErrs(docErr, parseErr)
+	}
+	results, parseErr := d.decodeConcurrently(parse)
+	for _, r := range results {
+		if r.err != nil {
+			return r.err
+		}
+		d.objs = append(d.objs, r.objs...)
+		d.stats.Decoded += len(r.objs)
+		for k, v := range r.ignored {
+			d.stats.Ignored[k] += v
+		}
+	}
+	return parseErr
+}
+
+// decodeConcurrently parses on this goroutine and decodes on workers. It
+// stops parsing after a failure, and skips documents after the earliest
+// failed one, which cannot change the outcome.
+func (d *decoder) decodeConcurrently(parse func(emit func(*yaml.Node) bool) *Error) ([]*docResult, *Error) {
+	type job struct {
+		idx  int64
+		root *yaml.Node
+		res  *docResult
+	}
+	jobs := make(chan job, 64)
+	var failed atomic.Int64 // index of the earliest failed document
+	failed.Store(math.MaxInt64)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), 4) {
+		wg.Go(func() {
+			for j := range jobs {
+				if j.idx > failed.Load() {
+					continue
+				}
+				*j.res = d.decodeIsolated(j.root)
+				for cur := failed.Load(); j.res.err != nil && j.idx < cur && !failed.CompareAndSwap(cur, j.idx); cur = failed.Load() {
+				}
+			}
+		})
+	}
+	var results []*docResult
+	parseErr := parse(func(root *yaml.Node) bool {
+		if failed.Load() != math.MaxInt64 {
+			return false
+		}
+		r := &docResult{}
+		results = append(results, r)
+		jobs <- job{int64(len(results) - 1), root, r}
+		return true
+	})
+	close(jobs)
+	wg.Wait()
+	return results, parseErr
+}
+
+func firstOfErrs(errs ...*Error) *Error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// decodeIsolated decodes one document with its own state, turning a panic
+// into an error: a panic in a worker goroutine would bypass guard.
+func (d *decoder) decodeIsolated(root *yaml.Node) (r docResult) {
+	sub := newDecoder(d.w.file, d.single)
+	defer func() {
+		if p := recover(); p != nil {
+			r = docResult{err: &Error{File: d.w.file, Line: root.Line, Msg: fmt.Sprintf("internal decoder error: %v", p)}}
+		}
+	}()
+	if err := sub.document(root); err != nil {
+		return docResult{err: err}
+	}
+	return docResult{objs: sub.objs, ignored: sub.stats.Ignored}
 }
 
 // looksLikeJSON reports whether data starts with '{' (after a BOM and
-// whitespace). YAML flow mappings also do; jsonStream falls back to YAML
-// when the first value is not valid JSON.
+// whitespace). YAML flow mappings also do; jsonDocs reports notJSON when
+// the first value is not valid JSON, and the input is then read as YAML.
 func looksLikeJSON(data []byte) bool {
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
 	data = bytes.TrimLeft(data, " \t\r\n")
 	return len(data) > 0 && data[0] == '{'
 }
 
-// jsonStream decodes a stream of JSON objects. handled is false when the
-// first value is not valid JSON, so the input should be read as YAML.
-func (d *decoder) jsonStream(data []byte) (handled bool, err *Error) {
+// jsonDocs parses a stream of JSON objects and emits their roots.
+func (d *decoder) jsonDocs(data []byte, emit func(*yaml.Node) bool) (notJSON bool, err *Error) {
 	p := newJSONParser(data)
 	for first := true; p.skipSpace() < len(p.data); first = false {
 		start := p.skipSpace()
 		root, e := p.document()
 		if e != nil {
 			if first {
-				return false, nil
+				return true, nil
 			}
 			e.File = d.w.file
-			return true, e
+			return false, e
 		}
 		if p.offset()-start > MaxDocumentSize {
-			return true, d.docTooLarge(root.Line)
+			return false, d.docTooLarge(root.Line)
 		}
-		if e := d.document(root, 0); e != nil {
-			return true, e
+		if !emit(root) {
+			return false, nil
 		}
 	}
-	return true, nil
+	return false, nil
+}
+
+// yamlDocs parses a YAML stream and emits the roots of non-empty documents.
+func (d *decoder) yamlDocs(data []byte, emit func(*yaml.Node) bool) *Error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var doc yaml.Node
+		err := safeYAMLDecode(dec, &doc)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return d.yamlError(err, data)
+		}
+		if len(doc.Content) == 0 {
+			continue
+		}
+		if !emit(doc.Content[0]) {
+			return nil
+		}
+	}
 }
 
 func (d *decoder) docTooLarge(line int) *Error {
 	return &Error{File: d.w.file, Line: line, Msg: fmt.Sprintf("document exceeds the maximum size of %d bytes", MaxDocumentSize)}
 }
 
-// splitYAML cuts a YAML stream into chunks at "---" lines, so each document
-// can be size-capped before parsing. A "---" line always starts a document
-// (YAML forbids it inside scalars), so this never changes the meaning. A
-// marker after nothing but comments, directives or "..." stays in the
-// current chunk.
-func splitYAML(data []byte, fn func(chunk []byte, startLine int) *Error) *Error {
+// checkDocSizes enforces MaxDocumentSize before anything is parsed. It cuts
+// the stream at "---" lines: YAML forbids such a line inside a scalar, so
+// it always starts a document. A marker after nothing but comments,
+// directives or "..." belongs to the same document.
+func (d *decoder) checkDocSizes(data []byte) *Error {
 	start, startLine, line := 0, 1, 1
 	content := false
 	for off := 0; off < len(data); line++ {
@@ -163,8 +300,8 @@ func splitYAML(data []byte, fn func(chunk []byte, startLine int) *Error) *Error 
 		switch {
 		case isMarker(l, "---"):
 			if content {
-				if err := fn(data[start:off], startLine); err != nil {
-					return err
+				if off-start > MaxDocumentSize {
+					return d.docTooLarge(startLine)
 				}
 				start, startLine = off, line
 			}
@@ -176,7 +313,10 @@ func splitYAML(data []byte, fn func(chunk []byte, startLine int) *Error) *Error 
 		}
 		off = end
 	}
-	return fn(data[start:], startLine)
+	if len(data)-start > MaxDocumentSize {
+		return d.docTooLarge(startLine)
+	}
+	return nil
 }
 
 func isMarker(l []byte, m string) bool {
@@ -186,31 +326,6 @@ func isMarker(l []byte, m string) bool {
 func blankOrComment(l []byte) bool {
 	l = bytes.TrimLeft(l, " \t\r\n")
 	return len(l) == 0 || l[0] == '#'
-}
-
-// yamlChunk parses one chunk (usually one document) and decodes its
-// documents.
-func (d *decoder) yamlChunk(chunk []byte, startLine int) *Error {
-	if len(chunk) > MaxDocumentSize {
-		return d.docTooLarge(startLine)
-	}
-	dec := yaml.NewDecoder(bytes.NewReader(chunk))
-	for {
-		var doc yaml.Node
-		err := safeYAMLDecode(dec, &doc)
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return d.yamlError(err, startLine)
-		}
-		if len(doc.Content) == 0 {
-			continue
-		}
-		if e := d.document(doc.Content[0], startLine-1); e != nil {
-			return e
-		}
-	}
 }
 
 // safeYAMLDecode shields against panics inside the YAML parser.
@@ -225,26 +340,44 @@ func safeYAMLDecode(dec *yaml.Decoder, n *yaml.Node) (err error) {
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): `)
 
-// yamlError converts a parser error, turning its chunk-relative line into
-// a file line.
-func (d *decoder) yamlError(err error, startLine int) *Error {
+// yamlParserProblems are the messages of libyaml's parser stage, whose line
+// go.yaml.in/yaml/v3 reports 0-based (scanner errors are 1-based).
+var yamlParserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected <document start>": true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"found duplicate %TAG directive":         true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found undefined tag handle":             true,
+}
+
+// yamlError converts a parser error, correcting its line.
+func (d *decoder) yamlError(err error, data []byte) *Error {
 	msg := err.Error()
-	line := startLine
+	line := 0
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		if l, convErr := strconv.Atoi(m[1]); convErr == nil {
-			line = startLine + l - 1
-		}
 		msg = msg[len(m[0]):]
+		if l, convErr := strconv.Atoi(m[1]); convErr == nil {
+			if yamlParserProblems[msg] {
+				l++ // yaml.v3 reports parser (not scanner) errors 0-based
+			}
+			// An error at the end of the stream is reported on the line
+			// after the last one.
+			line = min(l, lineCount(data))
+		}
 	}
 	msg = strings.TrimPrefix(msg, "yaml: ")
 	return &Error{File: d.w.file, Line: line, Msg: "invalid YAML: " + msg, Err: err}
 }
 
-// document decodes one parsed document; lineOff shifts node lines to file
-// lines.
-func (d *decoder) document(root *yaml.Node, lineOff int) *Error {
+// document decodes one parsed document.
+func (d *decoder) document(root *yaml.Node) *Error {
 	d.w.path = d.w.path[:0]
-	if err := d.w.prepare(root, 1, lineOff); err != nil {
+	if err := d.w.prepare(root, 1); err != nil {
 		return err
 	}
 	if isNull(root) {
@@ -261,6 +394,9 @@ type docNodes struct {
 	metadata, spec, items       *yaml.Node
 	specKey, statusKey, itemKey *yaml.Node
 	unknownKey                  *yaml.Node // first key that no document may have
+	// apiVersionValue and kindValue are the resolved type, possibly
+	// inherited from a typed list.
+	apiVersionValue, kindValue string
 }
 
 func topLevel(n *yaml.Node) *docNodes {
@@ -323,14 +459,18 @@ func (d *decoder) object(n *yaml.Node, inhAPI, inhKind string) *Error {
 	if err != nil {
 		return err
 	}
+	doc.apiVersionValue, doc.kindValue = apiVersion, kind
 	if kind == "List" || (strings.HasSuffix(kind, "List") && doc.itemKey != nil && doc.specKey == nil) {
 		return d.list(doc, apiVersion, kind)
 	}
 	ki := kindTable[kindKey{apiVersion, kind}]
 	if ki == nil {
+		if why := nearMiss(apiVersion, kind); why != "" {
+			return &Error{File: d.w.file, Line: n.Line, Path: "kind", Msg: why}
+		}
 		if d.single {
 			return &Error{File: d.w.file, Line: n.Line, Path: d.w.path.String(), Err: ErrUnknownKind,
-				Msg: fmt.Sprintf("%v %q (apiVersion %q)", ErrUnknownKind, kind, apiVersion)}
+				Msg: fmt.Sprintf("%v %q (apiVersion %q)", ErrUnknownKind, clip(kind), clip(apiVersion))}
 		}
 		d.stats.Ignored[apiVersion+"/"+kind]++
 		return nil
@@ -361,13 +501,13 @@ func firstOf(nodes ...*yaml.Node) *yaml.Node {
 func (d *decoder) unknownTopKey(k *yaml.Node, allowed []string) *Error {
 	d.w.path.pushKey(k.Value)
 	defer d.w.path.pop()
-	return d.w.fail(k, "unknown field %q%s", k.Value, suggest(k.Value, allowed))
+	return d.w.fail(k, "unknown field %q%s", clip(k.Value), suggest(k.Value, allowed))
 }
 
 // list decodes the items of a List or typed *List document.
 func (d *decoder) list(doc *docNodes, apiVersion, kind string) *Error {
 	if d.single {
-		return d.w.fail(doc.root, "a %s is not accepted here; send a single object", kind)
+		return d.w.fail(doc.root, "a %s is not accepted here; send a single object", clip(kind))
 	}
 	if k := firstOf(doc.unknownKey, doc.specKey, doc.statusKey); k != nil {
 		return d.unknownTopKey(k, []string{"apiVersion", "kind", "metadata", "items"})
@@ -395,4 +535,14 @@ func (d *decoder) list(doc *docNodes, apiVersion, kind string) *Error {
 		d.w.path.pop()
 	}
 	return nil
+}
+
+// lineCount is the number of lines of data, counting an unterminated last
+// line.
+func lineCount(data []byte) int {
+	n := bytes.Count(data, []byte{'\n'})
+	if len(data) > 0 && data[len(data)-1] != '\n' {
+		n++
+	}
+	return max(n, 1)
 }

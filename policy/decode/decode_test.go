@@ -214,7 +214,7 @@ func TestDecodeInvalidFixtures(t *testing.T) {
 		{"metadata-typo.yaml", errWant{5, "metadata.namespce", `unknown field "namespce" (did you mean "namespace"?)`}},
 		{"pod-unknown-field.yaml", errWant{10, "spec.containers[1].imagee", `unknown field "imagee"`}},
 		{"pod-wrong-type.yaml", errWant{11, "spec.containers[0].env[0].value", "expected a string, got an integer (8080)"}},
-		{"missing-name.yaml", errWant{3, "metadata.name", "metadata.name is required"}},
+		{"missing-name.yaml", errWant{3, "metadata.name", "a name is required"}},
 		{"unknown-field.json", errWant{9, "spec.jwtRules[0].jwksURI", `unknown field "jwksURI" (did you mean "jwksUri"?)`}},
 		{"oneof.yaml", errWant{11, "spec.http[0].match[0].uri.prefix", `only one of the fields of oneof "match_type" may be set ("exact" already set at line 10)`}},
 		{"bad-quantity.yaml", errWant{15, "spec.template.spec.containers[0].resources.limits.memory", "invalid value for resource.Quantity"}},

@@ -91,15 +91,23 @@ func (p *fieldPath) pushKey(k string) { *p = append(*p, pathSeg{key: k, idx: -1}
 func (p *fieldPath) pushIdx(i int)    { *p = append(*p, pathSeg{idx: i}) }
 func (p *fieldPath) pop()             { *p = (*p)[:len(*p)-1] }
 
+// maxPathSegs bounds rendered paths: a path through a hostile, deeply
+// nested document would otherwise be longer than the document.
+const maxPathSegs = 32
+
 func (p fieldPath) String() string {
 	var b strings.Builder
-	for _, s := range p {
+	for i, s := range p {
+		if i == maxPathSegs {
+			b.WriteString("...")
+			break
+		}
 		switch {
 		case s.idx >= 0:
 			b.WriteByte('[')
 			b.WriteString(strconv.Itoa(s.idx))
 			b.WriteByte(']')
-		case plainKey(s.key):
+		case plainKey(s.key) && len(s.key) <= maxShown:
 			if b.Len() > 0 {
 				b.WriteByte('.')
 			}
@@ -108,7 +116,7 @@ func (p fieldPath) String() string {
 			// Keys such as "app.kubernetes.io/name" would make the dotted
 			// path ambiguous; quote them.
 			b.WriteByte('[')
-			b.WriteString(strconv.Quote(s.key))
+			b.WriteString(strconv.Quote(clip(s.key)))
 			b.WriteByte(']')
 		}
 	}
@@ -126,4 +134,15 @@ func plainKey(k string) bool {
 		}
 	}
 	return true
+}
+
+// maxShown bounds how much of an input string an error message repeats.
+const maxShown = 64
+
+// clip shortens s for messages; hostile input may hold megabyte-long keys.
+func clip(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	return strings.ToValidUTF8(s[:maxShown-3], "") + "..."
 }

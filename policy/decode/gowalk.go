@@ -197,7 +197,7 @@ func (w *walker) walkStruct(n *yaml.Node, gt *goType) *Error {
 		w.path.pushKey(k.Value)
 		ft, ok := gt.fields[k.Value]
 		if !ok {
-			return w.fail(k, "unknown field %q%s", k.Value, suggest(k.Value, gt.names))
+			return w.fail(k, "unknown field %q%s", clip(k.Value), suggest(k.Value, gt.names))
 		}
 		if err := w.walkGo(v, ft); err != nil {
 			return err
@@ -243,7 +243,7 @@ func (w *walker) checkGoMapKey(k *yaml.Node, gt *goType) *Error {
 		return w.fail(k, "unsupported map key type %s", gt.key)
 	}
 	if err != nil {
-		return w.fail(k, "invalid map key %q: %v", k.Value, err)
+		return w.fail(k, "invalid map key %q", clip(k.Value))
 	}
 	return nil
 }
@@ -286,14 +286,14 @@ func (w *walker) walkGoScalar(n *yaml.Node, gt *goType) *Error {
 			return w.fail(n, "expected an integer, got %s", describe(n))
 		}
 		if _, err := strconv.ParseInt(mustInt(n), 10, gt.t.Bits()); err != nil {
-			return w.fail(n, "integer %s is out of range for %s", n.Value, gt.t)
+			return w.fail(n, "integer %s is out of range for %s", clip(n.Value), gt.t)
 		}
 	case k >= reflect.Uint && k <= reflect.Uintptr:
 		if n.Kind != yaml.ScalarNode || n.Tag != tagInt {
 			return w.fail(n, "expected an integer, got %s", describe(n))
 		}
 		if _, err := strconv.ParseUint(mustInt(n), 10, gt.t.Bits()); err != nil {
-			return w.fail(n, "integer %s is out of range for %s", n.Value, gt.t)
+			return w.fail(n, "integer %s is out of range for %s", clip(n.Value), gt.t)
 		}
 	case k == reflect.Float32 || k == reflect.Float64:
 		if n.Kind != yaml.ScalarNode || (n.Tag != tagInt && n.Tag != tagFloat) {
@@ -302,7 +302,7 @@ func (w *walker) walkGoScalar(n *yaml.Node, gt *goType) *Error {
 		text, special := numberText(n)
 		f, err := strconv.ParseFloat(text, gt.t.Bits())
 		if special || err != nil || math.IsInf(f, 0) {
-			return w.fail(n, "number %s is out of range for %s", n.Value, gt.t)
+			return w.fail(n, "number %s is out of range for %s", clip(n.Value), gt.t)
 		}
 	default:
 		return w.fail(n, "cannot decode into %s", gt.t)
@@ -335,6 +335,9 @@ func (w *walker) callUnmarshaler(n *yaml.Node, gt *goType) (e *Error) {
 
 // suggest proposes the closest known name for a misspelt field.
 func suggest(name string, names []string) string {
+	if len(name) > maxShown {
+		return "" // also keeps the quadratic distance cheap
+	}
 	best, bestDist := "", len(name)/3+2
 	for _, c := range names {
 		if d := editDistance(strings.ToLower(name), strings.ToLower(c)); d < bestDist {

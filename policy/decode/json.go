@@ -66,7 +66,7 @@ func (p *jsonParser) lineAt(off int) int {
 func (p *jsonParser) document() (*yaml.Node, *Error) {
 	start := p.skipSpace()
 	if start < len(p.data) && p.data[start] != '{' {
-		return nil, &Error{Line: p.lineAt(start), Msg: "invalid JSON: a document must be an object"}
+		return nil, &Error{Line: p.lineAt(start), Msg: fmt.Sprintf("invalid JSON: expected an object, found %q", p.data[start])}
 	}
 	return p.value(1)
 }

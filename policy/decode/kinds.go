@@ -2,7 +2,11 @@ package decode
 
 import (
 	"errors"
+	"fmt"
 	"reflect"
+	"slices"
+	"strings"
+	"sync/atomic"
 
 	yaml "go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -140,7 +144,8 @@ func decodeIstio(w *walker, doc *docNodes, ki *kindInfo) (client.Object, *Error)
 			return nil, err
 		}
 		if err := (protojson.UnmarshalOptions{}).Unmarshal(appendJSON(nil, doc.spec), spec); err != nil {
-			return nil, &Error{File: w.file, Line: doc.spec.Line, Path: w.sub("spec"), Msg: cleanProtoErr(err)}
+			backstopHits.Add(1)
+			return nil, &Error{File: w.file, Line: doc.spec.Line, Path: w.sub("spec"), Msg: cleanProtoErr(err), Err: err}
 		}
 	}
 	obj.GetObjectKind().SetGroupVersionKind(ki.gvk)
@@ -154,8 +159,8 @@ func decodeUnstructured(w *walker, doc *docNodes, ki *kindInfo) (client.Object, 
 		return nil, err
 	}
 	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": doc.apiVersion.Value,
-		"kind":       doc.kind.Value,
+		"apiVersion": doc.apiVersionValue,
+		"kind":       doc.kindValue,
 	}}
 	for _, f := range []struct {
 		name string
@@ -205,7 +210,7 @@ func (w *walker) requireName(doc *docNodes, name string) *Error {
 			at = k
 		}
 	}
-	return &Error{File: w.file, Line: at.Line, Path: w.sub("metadata.name"), Msg: "metadata.name is required"}
+	return &Error{File: w.file, Line: at.Line, Path: w.sub("metadata.name"), Msg: "a name is required"}
 }
 
 // walkTop walks a top-level section (metadata, spec) against gt, if set.
@@ -238,6 +243,10 @@ func (w *walker) sub(rel string) string {
 	return rel
 }
 
+// backstopHits counts errors found by the final decoders but missed by the
+// walkers; tests assert it stays zero, since such errors are less precise.
+var backstopHits atomic.Int64
+
 // strictDecode runs sigs.k8s.io/json's strict decoder. The walker should
 // have caught every problem already; if not, the error is still reported,
 // located through its field path where there is one.
@@ -249,6 +258,7 @@ func (w *walker) strictDecode(b []byte, v any, root *yaml.Node) *Error {
 	if err == nil {
 		err = strictErrs[0]
 	}
+	backstopHits.Add(1)
 	e := &Error{File: w.file, Line: root.Line, Path: w.path.String(), Msg: err.Error(), Err: err}
 	var fe sigsjson.FieldError
 	if errors.As(err, &fe) && fe.FieldPath() != "" {
@@ -256,4 +266,35 @@ func (w *walker) strictDecode(b []byte, v any, root *yaml.Node) *Error {
 		e.Path = w.sub(fe.FieldPath())
 	}
 	return e
+}
+
+// nearMiss explains why a document that is not in the kind table looks like one that is: a
+// kind modelguard reads, written with another case or an unserved version. Such a document is
+// a mistake, not an unrelated object: skipping it would drop a policy from the mesh state.
+func nearMiss(apiVersion, kind string) string {
+	group, _, _ := strings.Cut(apiVersion, "/")
+	if !strings.Contains(apiVersion, "/") {
+		group = ""
+	}
+	var versions []string
+	for k := range kindTable {
+		kGroup, _, _ := strings.Cut(k.apiVersion, "/")
+		if !strings.Contains(k.apiVersion, "/") {
+			kGroup = ""
+		}
+		if kGroup != group || !strings.EqualFold(k.kind, kind) {
+			continue
+		}
+		if k.apiVersion == apiVersion {
+			return fmt.Sprintf("kind %q is not known: did you mean %q?", kind, k.kind)
+		}
+		if k.kind == kind {
+			versions = append(versions, k.apiVersion)
+		}
+	}
+	if len(versions) == 0 {
+		return ""
+	}
+	slices.Sort(versions)
+	return fmt.Sprintf("%s is not served for kind %s: use one of %s", apiVersion, kind, strings.Join(versions, ", "))
 }

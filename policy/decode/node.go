@@ -12,8 +12,8 @@ import (
 
 // Limits that protect the decoder from hostile input.
 const (
-	// MaxDocumentSize caps one document (YAML chunk between "---" markers,
-	// or one JSON value).
+	// MaxDocumentSize caps one document: for YAML the text between "---"
+	// markers, for JSON one value.
 	MaxDocumentSize = 4 << 20
 	// MaxStreamSize caps one input stream (file or stdin).
 	MaxStreamSize = 256 << 20
@@ -50,19 +50,17 @@ func (w *walker) fail(n *yaml.Node, format string, args ...any) *Error {
 	return &Error{File: w.file, Line: line, Path: w.path.String(), Msg: fmt.Sprintf(format, args...)}
 }
 
-// prepare runs once over a freshly parsed document. It shifts node lines by
-// lineOff (documents are parsed chunk by chunk), and rejects what no later
-// pass should have to think about: aliases (billion laughs), merge keys,
+// prepare runs once over a freshly parsed document and rejects what no
+// later pass should have to think about: aliases (billion laughs), merge keys,
 // explicit tags, non-scalar or null keys, duplicate keys, malformed numbers
 // and excessive nesting.
-func (w *walker) prepare(n *yaml.Node, depth, lineOff int) *Error {
-	n.Line += lineOff
+func (w *walker) prepare(n *yaml.Node, depth int) *Error {
 	if depth > MaxDepth {
 		return w.fail(n, "document nesting exceeds the maximum depth of %d", MaxDepth)
 	}
 	switch n.Kind {
 	case yaml.AliasNode:
-		return w.fail(n, "YAML aliases are not allowed (alias *%s)", n.Value)
+		return w.fail(n, "YAML aliases are not allowed (alias *%s)", clip(n.Value))
 	case yaml.ScalarNode:
 		return w.prepareScalar(n)
 	case yaml.SequenceNode:
@@ -71,13 +69,13 @@ func (w *walker) prepare(n *yaml.Node, depth, lineOff int) *Error {
 		}
 		for i, c := range n.Content {
 			w.path.pushIdx(i)
-			if err := w.prepare(c, depth+1, lineOff); err != nil {
+			if err := w.prepare(c, depth+1); err != nil {
 				return err
 			}
 			w.path.pop()
 		}
 	case yaml.MappingNode:
-		return w.prepareMapping(n, depth, lineOff)
+		return w.prepareMapping(n, depth)
 	default:
 		return w.fail(n, "unexpected YAML node")
 	}
@@ -93,11 +91,11 @@ func (w *walker) prepareScalar(n *yaml.Node) *Error {
 		return w.fail(n, "YAML merge keys (<<) are not allowed")
 	case tagInt:
 		if _, ok := intText(n.Value); !ok {
-			return w.fail(n, "integer %s is out of range", n.Value)
+			return w.fail(n, "integer %s is out of range", clip(n.Value))
 		}
 	case tagFloat:
 		if _, _, ok := floatText(n.Value); !ok {
-			return w.fail(n, "number %s is out of range", n.Value)
+			return w.fail(n, "number %s is out of range", clip(n.Value))
 		}
 	case tagNull, tagBool, tagStr, tagTimestamp:
 	default:
@@ -106,7 +104,7 @@ func (w *walker) prepareScalar(n *yaml.Node) *Error {
 	return nil
 }
 
-func (w *walker) prepareMapping(n *yaml.Node, depth, lineOff int) *Error {
+func (w *walker) prepareMapping(n *yaml.Node, depth int) *Error {
 	if n.Style&yaml.TaggedStyle != 0 && n.Tag != tagMap {
 		return w.fail(n, "explicit YAML tag %s is not supported", n.Tag)
 	}
@@ -119,7 +117,7 @@ func (w *walker) prepareMapping(n *yaml.Node, depth, lineOff int) *Error {
 	}
 	for i := 0; i < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		if err := w.prepare(k, depth+1, lineOff); err != nil {
+		if err := w.prepare(k, depth+1); err != nil {
 			return err
 		}
 		if k.Kind != yaml.ScalarNode {
@@ -130,12 +128,12 @@ func (w *walker) prepareMapping(n *yaml.Node, depth, lineOff int) *Error {
 		}
 		w.path.pushKey(k.Value)
 		if first := findDup(n.Content[:i], k.Value, seen); first != nil {
-			return w.fail(k, "duplicate key %q (first defined at line %d)", k.Value, first.Line)
+			return w.fail(k, "duplicate key %q (first defined at line %d)", clip(k.Value), first.Line)
 		}
 		if seen != nil {
 			seen[k.Value] = k
 		}
-		if err := w.prepare(v, depth+1, lineOff); err != nil {
+		if err := w.prepare(v, depth+1); err != nil {
 			return err
 		}
 		w.path.pop()
@@ -178,10 +176,7 @@ func describe(n *yaml.Node) string {
 	case yaml.AliasNode:
 		return "an alias"
 	case yaml.ScalarNode:
-		v := n.Value
-		if len(v) > 40 {
-			v = v[:37] + "..."
-		}
+		v := clip(n.Value)
 		switch n.Tag {
 		case tagNull:
 			return "null"
@@ -217,10 +212,7 @@ func intText(v string) (string, bool) {
 // canonicalInt reports whether v is already a JSON integer that fits in 64
 // bits (the common case, so no parsing is needed).
 func canonicalInt(v string) bool {
-	s := v
-	if strings.HasPrefix(s, "-") {
-		s = s[1:]
-	}
+	s := strings.TrimPrefix(v, "-")
 	if s == "" || len(s) > 18 || (s[0] == '0' && len(s) > 1) {
 		return false
 	}
@@ -442,12 +434,12 @@ func (w *walker) scalarGeneric(n *yaml.Node) (any, *Error) {
 		if i, err := strconv.ParseInt(text, 10, 64); err == nil {
 			return i, nil
 		}
-		return nil, w.fail(n, "integer %s does not fit in 64 bits", n.Value)
+		return nil, w.fail(n, "integer %s does not fit in 64 bits", clip(n.Value))
 	case tagFloat:
 		text, special := numberText(n)
 		f, err := strconv.ParseFloat(text, 64)
 		if special || err != nil {
-			return nil, w.fail(n, "number %s cannot be represented in JSON", n.Value)
+			return nil, w.fail(n, "number %s cannot be represented in JSON", clip(n.Value))
 		}
 		return f, nil
 	}
@@ -477,7 +469,7 @@ func (w *walker) checkGeneric(n *yaml.Node) *Error {
 	case yaml.ScalarNode:
 		if n.Tag == tagFloat {
 			if _, special := numberText(n); special {
-				return w.fail(n, "number %s cannot be represented in JSON", n.Value)
+				return w.fail(n, "number %s cannot be represented in JSON", clip(n.Value))
 			}
 		}
 	}

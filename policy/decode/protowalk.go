@@ -46,47 +46,56 @@ func (w *walker) walkMessage(n *yaml.Node, md protoreflect.MessageDescriptor) *E
 	if n.Kind != yaml.MappingNode {
 		return w.fail(n, "expected a mapping, got %s", describe(n))
 	}
-	fields := md.Fields()
-	// seen and oneofs record which field and oneof set each entry, so the
-	// second spelling of a field (JSON and proto name) or a second member
-	// of a oneof is reported with both lines.
-	var seen, oneofs []*yaml.Node
+	set := fieldsSet{md: md}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		w.path.pushKey(k.Value)
-		fd := fields.ByJSONName(k.Value)
-		if fd == nil {
-			fd = fields.ByTextName(k.Value)
-		}
-		if fd == nil {
-			return w.fail(k, "unknown field %q%s", k.Value, suggest(k.Value, fieldNames(md)))
-		}
-		if seen == nil {
-			seen = make([]*yaml.Node, fields.Len())
-		}
-		if prev := seen[fd.Index()]; prev != nil {
-			return w.fail(k, "field %q is set twice (also as %q at line %d)", k.Value, prev.Value, prev.Line)
-		}
-		seen[fd.Index()] = k
-		if isNull(v) && !acceptsNull(fd) {
-			w.path.pop()
-			continue // protojson treats null as "not set"
-		}
-		if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
-			if oneofs == nil {
-				oneofs = make([]*yaml.Node, md.Oneofs().Len())
-			}
-			if prev := oneofs[od.Index()]; prev != nil {
-				return w.fail(k, "only one of the fields of oneof %q may be set (%q already set at line %d)", od.Name(), prev.Value, prev.Line)
-			}
-			oneofs[od.Index()] = k
-		}
-		if err := w.walkField(v, fd); err != nil {
+		if err := w.walkEntry(k, v, &set); err != nil {
 			return err
 		}
 		w.path.pop()
 	}
 	return nil
+}
+
+// fieldsSet records which key set each field and oneof of a message, so
+// the second spelling of a field (JSON and proto name) or a second member
+// of a oneof is reported with both lines.
+type fieldsSet struct {
+	md             protoreflect.MessageDescriptor
+	fields, oneofs []*yaml.Node
+}
+
+// walkEntry checks one key/value of a message.
+func (w *walker) walkEntry(k, v *yaml.Node, set *fieldsSet) *Error {
+	fields := set.md.Fields()
+	fd := fields.ByJSONName(k.Value)
+	if fd == nil {
+		fd = fields.ByTextName(k.Value)
+	}
+	if fd == nil {
+		return w.fail(k, "unknown field %q%s", clip(k.Value), suggest(k.Value, fieldNames(set.md)))
+	}
+	if set.fields == nil {
+		set.fields = make([]*yaml.Node, fields.Len())
+	}
+	if prev := set.fields[fd.Index()]; prev != nil {
+		return w.fail(k, "field %q is set twice (also as %q at line %d)", clip(k.Value), clip(prev.Value), prev.Line)
+	}
+	set.fields[fd.Index()] = k
+	if isNull(v) && !acceptsNull(fd) {
+		return nil // protojson treats null as "not set"
+	}
+	if od := fd.ContainingOneof(); od != nil && !od.IsSynthetic() {
+		if set.oneofs == nil {
+			set.oneofs = make([]*yaml.Node, set.md.Oneofs().Len())
+		}
+		if prev := set.oneofs[od.Index()]; prev != nil {
+			return w.fail(k, "only one of the fields of oneof %q may be set (%q already set at line %d)", od.Name(), clip(prev.Value), prev.Line)
+		}
+		set.oneofs[od.Index()] = k
+	}
+	return w.walkField(v, fd)
 }
 
 // acceptsNull reports whether null is a value (not "unset") for fd.
@@ -139,7 +148,7 @@ func (w *walker) checkProtoMapKey(k *yaml.Node, fd protoreflect.FieldDescriptor)
 		return nil
 	case protoreflect.BoolKind:
 		if k.Value != "true" && k.Value != "false" {
-			return w.fail(k, "invalid map key %q: expected true or false", k.Value)
+			return w.fail(k, "invalid map key %q: expected true or false", clip(k.Value))
 		}
 		return nil
 	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind:
@@ -152,7 +161,7 @@ func (w *walker) checkProtoMapKey(k *yaml.Node, fd protoreflect.FieldDescriptor)
 		_, err = strconv.ParseUint(k.Value, 10, 64)
 	}
 	if err != nil {
-		return w.fail(k, "invalid map key %q: expected a %s", k.Value, fd.Kind())
+		return w.fail(k, "invalid map key %q: expected a %s", clip(k.Value), fd.Kind())
 	}
 	return nil
 }
@@ -197,7 +206,7 @@ func (w *walker) checkEnum(n *yaml.Node, ed protoreflect.EnumDescriptor) *Error 
 			if ed.Values().ByName(protoreflect.Name(n.Value)) != nil {
 				return nil
 			}
-			return w.fail(n, "unknown value %q for enum %s (valid: %s)", n.Value, ed.Name(), enumNames(ed))
+			return w.fail(n, "unknown value %q for enum %s (valid: %s)", clip(n.Value), ed.Name(), enumNames(ed))
 		case n.Tag == tagInt:
 			i, err := strconv.ParseInt(mustInt(n), 10, 32)
 			if err == nil && ed.Values().ByNumber(protoreflect.EnumNumber(i)) != nil {
@@ -205,7 +214,7 @@ func (w *walker) checkEnum(n *yaml.Node, ed protoreflect.EnumDescriptor) *Error 
 			}
 			// protojson accepts any number for an open enum; an undefined
 			// number has no meaning to Istio, so it is rejected here.
-			return w.fail(n, "unknown value %s for enum %s (valid: %s)", n.Value, ed.Name(), enumNames(ed))
+			return w.fail(n, "unknown value %s for enum %s (valid: %s)", clip(n.Value), ed.Name(), enumNames(ed))
 		}
 	}
 	return w.fail(n, "expected an enum name, got %s", describe(n))
@@ -252,7 +261,7 @@ func (w *walker) checkProtoFloat(n *yaml.Node, is32 bool) *Error {
 		bits = 32
 	}
 	if f, err := strconv.ParseFloat(text, bits); err != nil || math.IsInf(f, 0) {
-		return w.fail(n, "number %s is out of range", n.Value)
+		return w.fail(n, "number %s is out of range", clip(n.Value))
 	}
 	return nil
 }
@@ -358,7 +367,7 @@ func (w *walker) checkDuration(n *yaml.Node) *Error {
 	}
 	d, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return w.fail(n, "invalid duration %q: expected a duration such as \"5s\", \"500ms\" or \"1h30m\"", n.Value)
+		return w.fail(n, "invalid duration %q: expected a duration such as \"5s\", \"500ms\" or \"1h30m\"", clip(n.Value))
 	}
 	n.Tag, n.Value = tagStr, protoDuration(d)
 	return nil

@@ -4,7 +4,7 @@ package fleet
 
 import (
 	"fmt"
-		"os"
+	"os"
 	"path/filepath"
 	"strings"
 )
@@ -235,4 +235,3 @@ spec:
     route:
     - destination: {host: embedder-predictor.NS.svc.cluster.local}
 `
-
