@@ -70,11 +70,43 @@ func (h *hopPolicies) issuers() []string {
 	return out
 }
 
-// hopVerdict says whether every request of a class is denied at a workload, and why.
+// hopVerdict says whether every request of a class is denied at a workload, and why. The
+// reason is kept as data and rendered only for a finding: most verdicts need none.
 type hopVerdict struct {
 	denied bool
-	reason string
+	why    whyKind
+	by     *securityv1.AuthorizationPolicy // the deciding policy, if one decided
+	rule   int
+	match  tri
+	hop    *hopPolicies
 	notes  []Finding // assumptions the engine made (unmodelled conditions, untrusted CUSTOM)
+}
+
+type whyKind uint8
+
+const (
+	whyNone        whyKind = iota
+	whyCustom              // a trusted CUSTOM rule matches every request
+	whyDeny                // a DENY rule matches every request
+	whyAllowMatch          // an ALLOW rule may admit requests
+	whyAllowNone           // ALLOW policies apply and none admits the requests
+	whyNoDenyAllow         // nothing denies
+)
+
+func (hv hopVerdict) reason() string {
+	switch hv.why {
+	case whyCustom:
+		return fmt.Sprintf("CUSTOM rule %d of %s/%s sends it to trusted provider %q", hv.rule, hv.by.Namespace, hv.by.Name, hv.by.Spec.GetProvider().GetName())
+	case whyDeny:
+		return fmt.Sprintf("DENY rule %d of %s/%s", hv.rule, hv.by.Namespace, hv.by.Name)
+	case whyAllowMatch:
+		return fmt.Sprintf("ALLOW rule %d of %s/%s admits %s such requests", hv.rule, hv.by.Namespace, hv.by.Name, map[tri]string{triSome: "some", triAll: "all"}[hv.match])
+	case whyAllowNone:
+		return "ALLOW policies apply and none admits such requests"
+	case whyNoDenyAllow:
+		return explainNoDeny(hv.hop)
+	}
+	return ""
 }
 
 // judgeHop decides whether Istio denies every request of class c at a workload with policies
@@ -91,7 +123,7 @@ func (ev *evaluation) judgeHop(h *hopPolicies, c *reqClass, attack bool) hopVerd
 		}
 		if ap.a == applyYes && attack && c.principal.kind == setAbsent {
 			if i, ok := ev.ruleMatchingAll(ap, c, &hv); ok {
-				hv.denied, hv.reason = true, fmt.Sprintf("CUSTOM rule %d of %s/%s sends it to trusted provider %q", i, ap.p.Namespace, ap.p.Name, provider)
+				hv.denied, hv.why, hv.by, hv.rule = true, whyCustom, ap.p, i
 				return hv
 			}
 		}
@@ -101,7 +133,7 @@ func (ev *evaluation) judgeHop(h *hopPolicies, c *reqClass, attack bool) hopVerd
 			continue
 		}
 		if i, ok := ev.ruleMatchingAll(ap, c, &hv); ok {
-			hv.denied, hv.reason = true, fmt.Sprintf("DENY rule %d of %s/%s", i, ap.p.Namespace, ap.p.Name)
+			hv.denied, hv.why, hv.by, hv.rule = true, whyDeny, ap.p, i
 			return hv
 		}
 	}
@@ -114,22 +146,22 @@ func (ev *evaluation) judgeAllow(h *hopPolicies, c *reqClass, hv hopVerdict) hop
 		sure = sure || ap.a == applyYes
 	}
 	if !sure {
-		hv.reason = ev.explainNoDeny(h)
+		hv.why, hv.hop = whyNoDenyAllow, h
 		return hv
 	}
 	for _, ap := range h.allow {
 		for i, r := range ap.p.Spec.GetRules() {
 			if m := ev.matchRule(r, c, securityapi.AuthorizationPolicy_ALLOW, &hv); m != triNone {
-				hv.reason = fmt.Sprintf("ALLOW rule %d of %s/%s admits %s such requests", i, ap.p.Namespace, ap.p.Name, map[tri]string{triSome: "some", triAll: "all"}[m])
+				hv.why, hv.by, hv.rule, hv.match = whyAllowMatch, ap.p, i, m
 				return hv
 			}
 		}
 	}
-	hv.denied, hv.reason = true, "ALLOW policies apply and none admits such requests"
+	hv.denied, hv.why = true, whyAllowNone
 	return hv
 }
 
-func (ev *evaluation) explainNoDeny(h *hopPolicies) string {
+func explainNoDeny(h *hopPolicies) string {
 	if len(h.deny) == 0 {
 		return "no DENY policy and no ALLOW policy applies"
 	}

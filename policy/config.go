@@ -314,8 +314,12 @@ func (c *GuardConfig) compile() error {
 
 // RuleFor returns the first rule whose namespaceSelector matches the namespace's labels, or nil.
 func (c *GuardConfig) RuleFor(nsLabels map[string]string) *Rule {
+	return c.ruleFor(labels.Set(nsLabels))
+}
+
+func (c *GuardConfig) ruleFor(l labels.Labels) *Rule {
 	for _, r := range c.rules {
-		if r.selector.Matches(labels.Set(nsLabels)) {
+		if r.selector.Matches(l) {
 			return r.Rule
 		}
 	}

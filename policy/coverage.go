@@ -10,7 +10,7 @@ import (
 // token (or with a token from an issuer the rule does not allow) must be denied at one of the
 // two, and a request with a valid token must be admitted somewhere (else: unreachable).
 func (ev *evaluation) judgeExposure(x *exposure) {
-	if x.route.allPaths && x.gateways != nil {
+	if x.route.allPaths {
 		ev.add(Finding{Code: CodeRouteAllPaths, Severity: SeverityInfo, Route: x.route.String(),
 			Message: fmt.Sprintf("route to %s has no URI match or a regex one: it is judged as every path", x.target.ref)})
 	}
@@ -82,12 +82,12 @@ func (ev *evaluation) judgeVariants(h *hopPolicies, classes []*reqClass, attack 
 	out := hopVerdict{denied: true}
 	for _, c := range classes {
 		v := ev.judgeHop(h, c, attack)
-		out.notes = append(out.notes, v.notes...)
+		notes := append(out.notes, v.notes...)
+		out = v
+		out.notes = notes
 		if !v.denied {
-			out.denied, out.reason = false, v.reason
 			return out
 		}
-		out.reason = v.reason
 	}
 	return out
 }
@@ -117,7 +117,7 @@ func (ev *evaluation) gatewayClasses(p *pair, issuer string, attack bool) []*req
 	for _, pr := range principalVariants(p.hg, issuer, true) {
 		c := baseClass(r, pr, issuer)
 		if p.x.target.seldon != "" {
-			c.headers[seldonModelHeader] = hdr
+			c.setHeader(seldonModelHeader, hdr)
 		}
 		out = append(out, c)
 	}
@@ -139,13 +139,11 @@ func (ev *evaluation) modelClasses(p *pair, issuer string, attack bool) []*reqCl
 	for _, peer := range ev.peers(p) {
 		for _, pr := range principalVariants(p.hm, issuer, tokenHere) {
 			c := baseClass(r, pr, issuer)
-			if r.setHeaders != nil || p.x.target.seldon != "" {
-				for h, v := range r.setHeaders {
-					c.headers[h] = exactly(v)
-				}
-				if p.x.target.seldon != "" {
-					c.headers[seldonModelHeader] = exactly(p.x.target.seldon)
-				}
+			for h, v := range r.setHeaders {
+				c.setHeader(h, exactly(v))
+			}
+			if p.x.target.seldon != "" {
+				c.setHeader(seldonModelHeader, exactly(p.x.target.seldon))
 			}
 			c.peerNS, c.peerPrincipal, c.peerSA = peer.ns, peer.principal, peer.sa
 			out = append(out, c)
@@ -179,14 +177,21 @@ func (ev *evaluation) peers(p *pair) []peer {
 
 func baseClass(r *route, principal strSet, issuer string) *reqClass {
 	c := &reqClass{path: r.paths, method: r.method, host: hostSet(r.hosts), principal: principal,
-		peerNS: absent, peerPrincipal: absent, peerSA: absent, headers: map[string]strSet{}}
+		peerNS: absent, peerPrincipal: absent, peerSA: absent, headers: r.headers}
 	if principal.kind != setAbsent {
 		c.issuer = issuer
 	}
-	for h, v := range r.headers {
-		c.headers[h] = v
-	}
 	return c
+}
+
+// setHeader fixes a header in the class; the map is shared with the route until then.
+func (c *reqClass) setHeader(name string, v strSet) {
+	h := make(map[string]strSet, len(c.headers)+1)
+	for k, old := range c.headers {
+		h[k] = old
+	}
+	h[name] = v
+	c.headers = h
 }
 
 // hostSet is the Host headers a route accepts: one host exactly, a wildcard as a suffix set,
@@ -227,7 +232,7 @@ func (ev *evaluation) judgeReachable(p *pair) {
 			return
 		}
 		if iss != "" {
-			why = fmt.Sprintf("a token from %s is refused: %s", iss, firstNonEmpty(gv.reason, mv.reason))
+			why = fmt.Sprintf("a token from %s is refused: %s", iss, firstNonEmpty(gv.reason(), mv.reason()))
 		}
 	}
 	ev.add(Finding{Code: CodeModelUnreachable, Severity: SeverityWarning, Route: p.x.route.String(),
@@ -255,11 +260,11 @@ func (ev *evaluation) gapFinding(p *pair, issuer string, code Code, gv, mv hopVe
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s reach %s", who, p.x.target.ref)
 	if p.g != nil {
-		fmt.Fprintf(&b, "; at the gateway (%s): %s", p.g.Ref, gv.reason)
+		fmt.Fprintf(&b, "; at the gateway (%s): %s", p.g.Ref, gv.reason())
 	} else {
 		fmt.Fprintf(&b, " directly, past every gateway")
 	}
-	fmt.Fprintf(&b, "; at the model (%s): %s", p.m.Ref, mv.reason)
+	fmt.Fprintf(&b, "; at the model (%s): %s", p.m.Ref, mv.reason())
 	if w, ok := ev.witness(p, issuer); ok {
 		fmt.Fprintf(&b, ". For example %s gets through", w)
 	}

@@ -105,7 +105,7 @@ func Evaluate(cfg *GuardConfig, snap *Snapshot, obj runtime.Object, opts Options
 	if cfg.Exempt(ns) {
 		return Verdict{Allowed: true, Findings: []Finding{{Code: CodeExempt, Severity: SeverityInfo, Message: fmt.Sprintf("namespace %s is exempt", ns)}}}
 	}
-	ev.rule = cfg.RuleFor(snap.namespaceLabels(ns))
+	ev.rule = cfg.ruleFor(snap.namespaceLabels(ns))
 	if ev.rule == nil {
 		return Verdict{Allowed: true, Findings: []Finding{{Code: CodeNoRule, Severity: SeverityInfo, Message: fmt.Sprintf("no rule's namespaceSelector matches namespace %s", ns)}}}
 	}
@@ -202,7 +202,7 @@ func (ev *evaluation) exposuresOfISVC(isvc InferenceService) []*exposure {
 	if !isvc.ClusterLocal() {
 		r := &route{via: fmt.Sprintf("InferenceService %s/%s published by KServe (%s mode, not labelled %s=%s)", isvc.Namespace(), isvc.Name(), isvc.DeploymentMode(), LabelKServeVisibility, visibilityClusterLocal),
 			gateway: ev.cfg.KServeIngressGateway, hosts: []string{isvc.Name() + "." + isvc.Namespace() + ".<ingress domain>"},
-			match: "every path", paths: prefixed("/"), method: anyStr, protocol: "REST+gRPC", allPaths: true,
+			match: "every path", paths: prefixed("/"), method: anyStr, protocol: "REST+gRPC",
 			destination: isvc.Name() + "-" + orDefault(t.workloads[0].Labels["component"], "predictor") + "." + isvc.Namespace() + ".svc." + ev.cfg.ClusterDomain}
 		if ev.cfg.internalGateway(r.gateway) {
 			r = nil

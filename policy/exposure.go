@@ -23,7 +23,7 @@ type route struct {
 	destination string            // FQDN
 	headers     map[string]strSet // fixed by the route's match, at every hop
 	setHeaders  map[string]string // set by the route: seen only by the model workload
-	allPaths    bool              // a regex or absent URI match judged as prefix "/"
+	allPaths    bool              // a regex, case-insensitive or absent URI match judged as prefix "/"
 }
 
 func (r *route) String() string {
@@ -318,7 +318,7 @@ func (ev *evaluation) directExposures(t *target) []*exposure {
 				continue
 			}
 			r := &route{via: fmt.Sprintf("Service %s/%s (%s)", svc.Namespace, svc.Name, svc.Spec.Type), match: "every path",
-				paths: prefixed("/"), method: anyStr, protocol: "REST+gRPC", allPaths: true,
+				paths: prefixed("/"), method: anyStr, protocol: "REST+gRPC",
 				destination: svc.Name + "." + svc.Namespace + ".svc." + ev.cfg.ClusterDomain}
 			out = append(out, &exposure{route: r, target: &target{ref: t.ref, namespace: t.namespace, workloads: []*Workload{w}, hosts: t.hosts, seldon: t.seldon, owner: t.owner}})
 		}

@@ -140,7 +140,7 @@ func (ev *evaluation) planFor(owner any) {
 		return
 	}
 	ev.planned[key] = true
-	rule := ev.cfg.RuleFor(ev.snap.namespaceLabels(u.GetNamespace()))
+	rule := ev.cfg.ruleFor(ev.snap.namespaceLabels(u.GetNamespace()))
 	p, err := PlanFor(rule, u)
 	if err != nil {
 		ev.invalid(err)
@@ -178,7 +178,7 @@ func (ev *evaluation) fixFor(t *target) string {
 		return "Add a RequestAuthentication for your issuer and a DENY AuthorizationPolicy with `from: [{source: {notRequestPrincipals: [\"*\"]}}]` that select the model's pods."
 	}
 	rule := &Rule{Name: "fix", Inject: &Inject{Issuer: "<ISSUER>", JwksURI: "<JWKS_URI>"}}
-	if r := ev.cfg.RuleFor(ev.snap.namespaceLabels(u.GetNamespace())); r != nil && r.Inject != nil {
+	if r := ev.cfg.ruleFor(ev.snap.namespaceLabels(u.GetNamespace())); r != nil && r.Inject != nil {
 		rule.Inject = r.Inject
 	}
 	p, err := PlanFor(rule, u)

@@ -296,18 +296,25 @@ func (s *Snapshot) workloadsSelected(ns string, sel map[string]string) []*Worklo
 		}
 	}
 	var out []*Workload
-	seen := map[string]bool{}
 	for _, w := range cands {
-		if (ns != "" && w.Namespace != ns) || !labelsInclude(w.Labels, sel) {
-			continue
-		}
-		if id := workloadIdentity(w); !seen[id] {
-			seen[id] = true
+		if (ns == "" || w.Namespace == ns) && labelsInclude(w.Labels, sel) {
 			out = append(out, w)
 		}
 	}
+	if len(out) < 2 {
+		return out
+	}
+	// Pods of one Deployment are one workload to judge: keep one per identity.
 	sort.Slice(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
-	return out
+	seen := map[string]bool{}
+	uniq := out[:0]
+	for _, w := range out {
+		if id := workloadIdentity(w); !seen[id] {
+			seen[id] = true
+			uniq = append(uniq, w)
+		}
+	}
+	return uniq
 }
 
 func workloadIdentity(w *Workload) string {
@@ -333,19 +340,48 @@ func labelsInclude(have, want map[string]string) bool {
 func (s *Snapshot) NamespaceLabels(ns string) map[string]string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.namespaceLabels(ns)
+	out := map[string]string{}
+	for k, v := range s.namespaces[ns] {
+		out[k] = v
+	}
+	out[labelNamespaceName] = ns
+	return out
 }
 
-func (s *Snapshot) namespaceLabels(ns string) map[string]string {
-	l, ok := s.namespaces[ns]
-	if !ok || l["kubernetes.io/metadata.name"] == "" {
-		out := map[string]string{"kubernetes.io/metadata.name": ns}
-		for k, v := range l {
-			out[k] = v
-		}
-		return out
+const labelNamespaceName = "kubernetes.io/metadata.name"
+
+// nsLabels is a namespace's labels as a labels.Labels, with the name label the API server
+// sets (and no namespace owner can forge) always present; it allocates nothing.
+type nsLabels struct {
+	name   string
+	labels map[string]string
+}
+
+func (s *Snapshot) namespaceLabels(ns string) nsLabels {
+	return nsLabels{name: ns, labels: s.namespaces[ns]}
+}
+
+func (l nsLabels) Has(key string) bool {
+	if key == labelNamespaceName {
+		return true
 	}
-	return l
+	_, ok := l.labels[key]
+	return ok
+}
+
+func (l nsLabels) Get(key string) string {
+	if key == labelNamespaceName {
+		return l.name
+	}
+	return l.labels[key]
+}
+
+func (l nsLabels) Lookup(key string) (string, bool) {
+	if key == labelNamespaceName {
+		return l.name, true
+	}
+	v, ok := l.labels[key]
+	return v, ok
 }
 
 // fqdn resolves a service host as Istio does: a short name is in namespace ns, "name.ns" and
