@@ -44,7 +44,7 @@ FUZZTIME ?= 60s
 fuzz: ## Run every fuzz target for FUZZTIME each (not part of `make test`).
 	@for pkg in ./policy/decode ./policy/oracle ./policy; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
-	    echo "== $$pkg $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) $$pkg || exit 1; \
+	    echo "== $$pkg $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s $$pkg || exit 1; \
 	  done; \
 	done
 

@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"strings"
+
 	typev1beta1 "istio.io/api/type/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 )
@@ -47,6 +49,8 @@ type policyIndex[T interface {
 	rootGlobal  []T            // root namespace, no selector (or target refs): checked for every workload
 	rootSel     []T            // root namespace with a selector
 	rootByLabel map[string][]T // "k=v" -> root selector policies holding that pair
+	byTarget    map[string][]T // "ns/name" of a Gateway API Gateway -> policies targeting it
+	byTargetNS  map[string][]T // namespace -> policies targeting a Gateway there
 }
 
 func newPolicyIndex[T interface {
@@ -54,7 +58,8 @@ func newPolicyIndex[T interface {
 	GetNamespace() string
 	GetName() string
 }](root string, bind func(T) binding) *policyIndex[T] {
-	return &policyIndex[T]{root: root, bind: bind, byKey: map[string]T{}, byNS: map[string][]T{}, rootByLabel: map[string][]T{}}
+	return &policyIndex[T]{root: root, bind: bind, byKey: map[string]T{}, byNS: map[string][]T{}, rootByLabel: map[string][]T{},
+		byTarget: map[string][]T{}, byTargetNS: map[string][]T{}}
 }
 
 func (ix *policyIndex[T]) put(ns, name string, p T, del bool) {
@@ -69,9 +74,17 @@ func (ix *policyIndex[T]) put(ns, name string, p T, del bool) {
 	ix.byKey[key] = p
 	b := ix.bind(p)
 	switch {
+	case len(b.targetRefs) > 0:
+		// Target refs replace the selector; only Gateway API Gateways can bind the pods the
+		// engine models, so other refs are not indexed at all (they never apply here).
+		for _, key := range gatewayTargets(b.targetRefs, ns) {
+			tns, _, _ := strings.Cut(key, "/")
+			ix.byTarget[key] = append(ix.byTarget[key], p)
+			ix.byTargetNS[tns] = append(ix.byTargetNS[tns], p)
+		}
 	case ns != ix.root:
 		ix.byNS[ns] = append(ix.byNS[ns], p)
-	case len(b.selector) == 0 || len(b.targetRefs) > 0:
+	case len(b.selector) == 0:
 		ix.rootGlobal = append(ix.rootGlobal, p)
 	default:
 		ix.rootSel = append(ix.rootSel, p)
@@ -83,6 +96,14 @@ func (ix *policyIndex[T]) put(ns, name string, p T, del bool) {
 
 func (ix *policyIndex[T]) remove(p T) {
 	ns := p.GetNamespace()
+	if refs := ix.bind(p).targetRefs; len(refs) > 0 {
+		for _, key := range gatewayTargets(refs, ns) {
+			tns, _, _ := strings.Cut(key, "/")
+			ix.byTarget[key] = removePtr(ix.byTarget[key], p)
+			ix.byTargetNS[tns] = removePtr(ix.byTargetNS[tns], p)
+		}
+		return
+	}
 	if ns != ix.root {
 		ix.byNS[ns] = removePtr(ix.byNS[ns], p)
 		if len(ix.byNS[ns]) == 0 {
@@ -113,6 +134,7 @@ func (ix *policyIndex[T]) candidates(w *Workload, fn func(T, applicability)) {
 	for _, p := range ix.rootGlobal {
 		visit(p)
 	}
+	ix.targetCandidates(w, visit)
 	if !w.Exact {
 		// A label the engine does not know may be on the pods: every selector policy may apply.
 		for _, p := range ix.rootSel {
@@ -129,6 +151,41 @@ func (ix *policyIndex[T]) candidates(w *Workload, fn func(T, applicability)) {
 			}
 		}
 	}
+}
+
+// targetCandidates visits the policies that target the Gateway API Gateway a workload runs,
+// or, for a workload whose labels are not all known, every Gateway of its namespace.
+func (ix *policyIndex[T]) targetCandidates(w *Workload, visit func(T)) {
+	if !w.Exact {
+		for _, p := range ix.byTargetNS[w.Namespace] {
+			visit(p) // a policy targeting two gateways here is judged twice: same answer
+		}
+		return
+	}
+	if name, ok := w.Labels[labelGatewayName]; ok {
+		for _, p := range ix.byTarget[w.Namespace+"/"+name] {
+			visit(p)
+		}
+	}
+}
+
+// labelGatewayName is on the pods Istio deploys for a Gateway API Gateway.
+const labelGatewayName = "gateway.networking.k8s.io/gateway-name"
+
+// gatewayTargets returns "ns/name" of each Gateway API Gateway among the target refs.
+func gatewayTargets(refs []*typev1beta1.PolicyTargetReference, policyNS string) []string {
+	var out []string
+	for _, r := range refs {
+		if r.GetKind() != "Gateway" || r.GetGroup() != "gateway.networking.k8s.io" {
+			continue
+		}
+		ns := r.GetNamespace()
+		if ns == "" {
+			ns = policyNS
+		}
+		out = append(out, ns+"/"+r.GetName())
+	}
+	return out
 }
 
 // applicability is whether a policy applies to a workload. applyMaybe arises only for an
@@ -184,7 +241,7 @@ func appliesByTargetRef(refs []*typev1beta1.PolicyTargetReference, ns string, w 
 		if r.GetKind() != "Gateway" || r.GetGroup() != "gateway.networking.k8s.io" || rns != w.Namespace {
 			continue
 		}
-		switch a := selectorMatches(map[string]string{"gateway.networking.k8s.io/gateway-name": r.GetName()}, w); {
+		switch a := selectorMatches(map[string]string{labelGatewayName: r.GetName()}, w); {
 		case a == applyYes:
 			return applyYes
 		case a == applyMaybe:
