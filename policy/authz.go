@@ -31,6 +31,9 @@ type appliedAP struct {
 type hopPolicies struct {
 	custom, deny, allow []appliedAP
 	ras                 []appliedRA
+	// unplaced: the workload's namespace is unknown (a gateway whose pods are not in the mesh
+	// state), so policies of its namespace, whatever it is, are missing from the lists.
+	unplaced bool
 }
 
 type appliedRA struct {
@@ -91,6 +94,7 @@ const (
 	whyAllowMatch          // an ALLOW rule may admit requests
 	whyAllowNone           // ALLOW policies apply and none admits the requests
 	whyNoDenyAllow         // nothing denies
+	whyUnplaced            // ALLOW policies apply, but others in the unknown namespace may too
 )
 
 func (hv hopVerdict) reason() string {
@@ -105,6 +109,8 @@ func (hv hopVerdict) reason() string {
 		return "ALLOW policies apply and none admits such requests"
 	case whyNoDenyAllow:
 		return explainNoDeny(hv.hop)
+	case whyUnplaced:
+		return "mesh-wide ALLOW policies apply, but the pods' namespace is unknown and its own ALLOW policies may admit such requests"
 	}
 	return ""
 }
@@ -141,6 +147,11 @@ func (ev *evaluation) judgeHop(h *hopPolicies, c *reqClass, attack bool) hopVerd
 }
 
 func (ev *evaluation) judgeAllow(h *hopPolicies, c *reqClass, hv hopVerdict) hopVerdict {
+	if h.unplaced && len(h.allow) > 0 {
+		// An ALLOW policy of the unknown namespace could admit what these ALLOWs leave out.
+		hv.why, hv.hop = whyUnplaced, h
+		return hv
+	}
 	sure := false
 	for _, ap := range h.allow {
 		sure = sure || ap.a == applyYes

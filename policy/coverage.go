@@ -99,6 +99,9 @@ func principalVariants(h *hopPolicies, issuer string, tokenPresent bool) []strSe
 	if issuer == "" || !tokenPresent {
 		return []strSet{absent}
 	}
+	if h.unplaced {
+		return []strSet{prefixed(issuer + "/"), absent} // its RequestAuthentications are unknown
+	}
 	switch a, _ := h.accepts(issuer); a {
 	case applyYes:
 		return []strSet{prefixed(issuer + "/")}
@@ -163,10 +166,14 @@ func (ev *evaluation) peers(p *pair) []peer {
 		return []peer{plaintextPeer}
 	}
 	gw := peer{ns: exactly(p.g.Namespace), principal: suffixed("/ns/" + p.g.Namespace + "/sa/"), sa: prefixed(p.g.Namespace + "/")}
-	if p.g.Exact && p.g.ServiceAccount != "" {
+	switch {
+	case p.g.Namespace == "":
+		// The gateway's pods are not in the mesh state: any namespace, any identity.
+		gw = peer{ns: suffixed(""), principal: suffixed(""), sa: suffixed("")}
+	case p.g.Exact && p.g.ServiceAccount != "":
 		gw.principal = suffixed("/ns/" + p.g.Namespace + "/sa/" + p.g.ServiceAccount)
 		gw.sa = exactly(p.g.Namespace + "/" + p.g.ServiceAccount)
-	} else {
+	default:
 		gw.principal = suffixed("")
 	}
 	if ev.strictFor(p.x.target, p.m) {

@@ -284,7 +284,7 @@ func (ev *evaluation) policiesAt(w *Workload) *hopPolicies {
 	if h, ok := ev.hops[w]; ok {
 		return h
 	}
-	h := &hopPolicies{}
+	h := &hopPolicies{unplaced: w.Namespace == ""}
 	addAP := func(p *securityv1.AuthorizationPolicy, a applicability) {
 		if p.Annotations[dryRunAnnotation] == "true" {
 			return // Istio only logs what a dry-run policy would do

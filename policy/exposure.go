@@ -290,19 +290,22 @@ func (ev *evaluation) serviceWorkloads(svc *corev1.Service) []*Workload {
 }
 
 // gatewayWorkloads returns the pods of an Istio Gateway: those its selector picks in the mesh
-// state, else one workload with just the selector's labels in the Gateway's namespace.
+// state. Otherwise the pods are unplaced: an Istio Gateway's selector picks pods in any
+// namespace, so only mesh-wide policies (root namespace) are known to apply to them, with the
+// selector's labels (which the real pods carry) and no more.
 func (ev *evaluation) gatewayWorkloads(gw string) []*Workload {
-	ns, _, _ := strings.Cut(gw, "/")
 	g := ev.snap.gateways[gw]
 	if g == nil {
 		ev.add(Finding{Code: CodeGatewayUnknown, Severity: SeverityInfo,
-			Message: fmt.Sprintf("Gateway %s is not in the mesh state: only policies that apply to every workload of namespace %s count at the gateway", gw, ns)})
-		return []*Workload{{Ref: "Gateway " + gw + " (unknown)", Namespace: ns, Labels: map[string]string{}}}
+			Message: fmt.Sprintf("Gateway %s is not in the mesh state: its pods' namespace and labels are unknown, so only mesh-wide policies count at the gateway", gw)})
+		return []*Workload{{Ref: "pods of Gateway " + gw + " (unknown)", Labels: map[string]string{}}}
 	}
 	if wls := ev.snap.workloadsSelected("", g.Spec.GetSelector()); len(wls) > 0 {
 		return wls
 	}
-	return []*Workload{{Ref: "Gateway " + gw + " selector", Namespace: ns, Labels: g.Spec.GetSelector()}}
+	ev.add(Finding{Code: CodeGatewayUnknown, Severity: SeverityInfo,
+		Message: fmt.Sprintf("no pods of Gateway %s (selector %v) are in the mesh state: their namespace is unknown, so only mesh-wide policies count at the gateway", gw, g.Spec.GetSelector())})
+	return []*Workload{{Ref: "pods of Gateway " + gw + " (not in the mesh state)", Labels: g.Spec.GetSelector()}}
 }
 
 // directExposures finds Services of type LoadBalancer or NodePort, or with externalIPs, that

@@ -31,7 +31,7 @@ func TestSoundnessAgainstOracle(t *testing.T) {
 	gaps, witnessed, unconfirmed := 0, 0, 0
 	for i := range worlds {
 		w := randomWorld(rng)
-		v := policy.Evaluate(policy.DefaultConfig(), w.snapshot(t), w.vs, policy.Options{})
+		v := policy.Evaluate(w.config(t), w.snapshot(t), w.vs, policy.Options{})
 		gap := hasCode(v, policy.CodeJWTRouteUncovered)
 		if gap {
 			gaps++
@@ -98,6 +98,12 @@ type world struct {
 	gwPols    []*securityv1.AuthorizationPolicy
 	mPols     []*securityv1.AuthorizationPolicy
 	strict    bool
+	// gatewayUnknown leaves the gateway's Deployment out of the engine's mesh state; the
+	// oracle still sees the real pods (in istio-system, service account gw-sa).
+	gatewayUnknown bool
+	// otherRoot makes "mesh-root" the root namespace: istio-system, where the gateway runs,
+	// is then an ordinary namespace and its policies bind only its own pods.
+	otherRoot bool
 	routeDesc string
 }
 
@@ -109,7 +115,7 @@ var (
 )
 
 func randomWorld(rng *rand.Rand) *world {
-	w := &world{strict: rng.IntN(2) == 0}
+	w := &world{strict: rng.IntN(2) == 0, gatewayUnknown: rng.IntN(4) == 0, otherRoot: rng.IntN(3) == 0}
 	w.routePath = randomURIMatch(rng)
 	match := &networkingapi.HTTPMatchRequest{Uri: w.routePath}
 	if rng.IntN(4) == 0 {
@@ -124,7 +130,7 @@ func randomWorld(rng *rand.Rand) *world {
 	w.vs.Spec.Hosts = []string{"m.example.com"}
 	w.vs.Spec.Http = []*networkingapi.HTTPRoute{{Match: []*networkingapi.HTTPMatchRequest{match},
 		Route: []*networkingapi.HTTPRouteDestination{{Destination: &networkingapi.Destination{Host: "m-predictor"}}}}}
-	w.routeDesc = fmt.Sprintf("uri %v method %q", w.routePath, w.method)
+	w.routeDesc = fmt.Sprintf("uri %v method %q gateway pods known: %v, root namespace istio-system: %v", w.routePath, w.method, !w.gatewayUnknown, !w.otherRoot)
 	for range rng.IntN(4) {
 		p := randomPolicy(rng, len(w.gwPols)+len(w.mPols))
 		if rng.IntN(2) == 0 {
@@ -238,12 +244,29 @@ func pickSome(rng *rand.Rand, pool []string) []string {
 	return out
 }
 
+var otherRootConfig = func() *policy.GuardConfig {
+	cfg, err := policy.ParseConfig("other-root", []byte("apiVersion: modelguard.io/v1alpha1\nkind: GuardConfig\nmeshRootNamespace: mesh-root\nrules: [{name: default, namespaceSelector: {}}]\n"))
+	if err != nil {
+		panic(err)
+	}
+	return cfg
+}()
+
+func (w *world) config(t *testing.T) *policy.GuardConfig {
+	if w.otherRoot {
+		return otherRootConfig
+	}
+	return policy.DefaultConfig()
+}
+
 func (w *world) snapshot(t *testing.T) *policy.Snapshot {
-	snap := policy.NewSnapshot(policy.DefaultConfig())
+	snap := policy.NewSnapshot(w.config(t))
 	objs := []runtime.Object{
-		deployment("istio-system", "gw", map[string]string{"istio": "ingressgateway"}, "gw-sa"),
 		deployment("ml", "m-predictor", map[string]string{"serving.kserve.io/inferenceservice": "m", "component": "predictor", "app": "isvc.m-predictor"}, "default"),
 		gateway(), isvc(), w.vs, peerAuth(w.strict),
+	}
+	if !w.gatewayUnknown {
+		objs = append(objs, deployment("istio-system", "gw", map[string]string{"istio": "ingressgateway"}, "gw-sa"))
 	}
 	for _, p := range append(append([]*securityv1.AuthorizationPolicy{}, w.gwPols...), w.mPols...) {
 		objs = append(objs, p)

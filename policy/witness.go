@@ -31,7 +31,7 @@ func (ev *evaluation) witness(p *pair, issuer string) (string, bool) {
 			mReq.Headers = withHeader(mReq.Headers, seldonModelHeader, p.x.target.seldon)
 		}
 		if p.g != nil {
-			mReq.SourcePrincipal = "cluster.local/ns/" + p.g.Namespace + "/sa/" + orDefault(p.g.ServiceAccount, "default")
+			mReq.SourcePrincipal = "cluster.local/ns/" + orDefault(p.g.Namespace, "istio-system") + "/sa/" + orDefault(p.g.ServiceAccount, "default")
 		}
 		if ev.oracleAllows(p.hm, mReq) {
 			return describeRequest(req, issuer), true
