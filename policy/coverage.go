@@ -142,6 +142,15 @@ func (ev *evaluation) modelClasses(p *pair, issuer string, attack bool) []*reqCl
 	for _, peer := range ev.peers(p) {
 		for _, pr := range principalVariants(p.hm, issuer, tokenHere) {
 			c := baseClass(r, pr, issuer)
+			if r.modelPaths != nil {
+				c.path = *r.modelPaths
+			}
+			if r.modelHost != nil {
+				c.host = *r.modelHost
+			}
+			if r.mirror {
+				c.host = anyStr // Envoy rewrites a mirror's Host to "<host>-shadow"
+			}
 			for h, v := range r.setHeaders {
 				c.setHeader(h, exactly(v))
 			}

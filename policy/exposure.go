@@ -24,6 +24,10 @@ type route struct {
 	headers     map[string]strSet // fixed by the route's match, at every hop
 	setHeaders  map[string]string // set by the route: seen only by the model workload
 	allPaths    bool              // a regex, case-insensitive or absent URI match judged as prefix "/"
+	mirror      bool              // a mirror: the model sees the route's hosts with "-shadow" appended
+	// What the model's proxy sees after the route's rewrites (nil: the same as the gateway).
+	modelPaths, modelHost *strSet
+	rewrite               *networkingapi.HTTPRewrite
 }
 
 func (r *route) String() string {
@@ -55,18 +59,31 @@ type exposure struct {
 	gateways []*Workload // nil for a direct exposure
 }
 
-// httpRoutes expands a VirtualService into one route per HTTP match (or one for no match),
-// on the external gateways it names (the match's own gateways override the VirtualService's).
+// vsRoutes expands a VirtualService into one route per HTTP match (or one for no match), on
+// the external gateways it names (a match's own gateways override the VirtualService's). A
+// delegated route is resolved to the delegate's routes; a delegate (which has no gateways of
+// its own) is expanded under every root VirtualService that delegates to it.
 func (ev *evaluation) vsRoutes(vs *networkingv1.VirtualService) []*route {
+	out := ev.rootRoutes(vs, nil)
+	for _, root := range ev.delegatorsOf(vs) {
+		out = append(out, ev.rootRoutes(root, vs)...)
+	}
+	return append(out, ev.l4Routes(vs)...)
+}
+
+// rootRoutes expands root's HTTP routes; with onlyChild set, only those delegating to it.
+func (ev *evaluation) rootRoutes(root, onlyChild *networkingv1.VirtualService) []*route {
 	var out []*route
-	for i, hr := range vs.Spec.GetHttp() {
-		via := fmt.Sprintf("VirtualService %s/%s http[%d]", vs.Namespace, vs.Name, i)
+	for i, hr := range root.Spec.GetHttp() {
+		via := fmt.Sprintf("VirtualService %s/%s http[%d]", root.Namespace, root.Name, i)
 		if hr.GetName() != "" {
-			via += " " + hr.GetName()
+			via += " (" + hr.GetName() + ")"
 		}
 		if hr.GetDelegate() != nil {
-			ev.add(Finding{Code: CodeDelegateRoute, Severity: SeverityWarning, Route: via,
-				Message: fmt.Sprintf("route delegates to VirtualService %s/%s, which is judged when it is applied", hr.GetDelegate().GetNamespace(), hr.GetDelegate().GetName())})
+			out = append(out, ev.delegatedRoutes(root, hr, via, onlyChild)...)
+			continue
+		}
+		if onlyChild != nil {
 			continue
 		}
 		matches := hr.GetMatch()
@@ -74,14 +91,118 @@ func (ev *evaluation) vsRoutes(vs *networkingv1.VirtualService) []*route {
 			matches = []*networkingapi.HTTPMatchRequest{nil}
 		}
 		for _, m := range matches {
-			for _, gw := range ev.externalGateways(vs, m.GetGateways()) {
-				for _, d := range hr.GetRoute() {
-					out = append(out, ev.httpRoute(vs, via, gw, m, hr, d))
+			for _, gw := range ev.externalGateways(root, m.GetGateways()) {
+				for _, d := range destinations(hr) {
+					out = append(out, ev.httpRoute(root, root.Namespace, via, gw, m, hr, d))
 				}
 			}
 		}
 	}
-	out = append(out, ev.l4Routes(vs)...)
+	return out
+}
+
+// delegatedRoutes expands a route of root that delegates to another VirtualService: the
+// delegate's matches (which Istio requires to narrow the root's) on the root's gateways and
+// hosts. Istio supports one level of delegation, so the delegate's own delegations are ignored.
+func (ev *evaluation) delegatedRoutes(root *networkingv1.VirtualService, hr *networkingapi.HTTPRoute, via string, onlyChild *networkingv1.VirtualService) []*route {
+	ns, name := hr.GetDelegate().GetNamespace(), hr.GetDelegate().GetName()
+	if ns == "" {
+		ns = root.Namespace
+	}
+	if onlyChild != nil && (onlyChild.Namespace != ns || onlyChild.Name != name) {
+		return nil
+	}
+	child := onlyChild
+	if child == nil {
+		child = ev.lookupVS(ns, name)
+	}
+	if child == nil {
+		ev.add(Finding{Code: CodeDelegateRoute, Severity: SeverityInfo, Route: via,
+			Message: fmt.Sprintf("route delegates to VirtualService %s/%s, which does not exist yet: it is judged with this route when it is applied", ns, name)})
+		return nil
+	}
+	var out []*route
+	for j, chr := range child.Spec.GetHttp() {
+		if chr.GetDelegate() != nil {
+			continue
+		}
+		cvia := fmt.Sprintf("%s -> VirtualService %s/%s http[%d]", via, ns, name, j)
+		matches := chr.GetMatch()
+		if len(matches) == 0 {
+			matches = []*networkingapi.HTTPMatchRequest{nil}
+		}
+		for _, m := range matches {
+			for _, gw := range ev.externalGateways(root, nil) {
+				for _, d := range destinations(chr) {
+					out = append(out, ev.httpRoute(root, child.Namespace, cvia, gw, m, chr, d))
+				}
+			}
+		}
+	}
+	return out
+}
+
+// rewritePath is the path the model's proxy sees for a request path on the route, as Envoy
+// rewrites it (the matched prefix, or the whole exact path, replaced); false when the engine
+// cannot compute it (a regex rewrite, or a rewrite of a route matched by regex).
+func (r *route) rewritePath(path string) (string, bool) {
+	u := r.rewrite.GetUri()
+	switch {
+	case r.rewrite.GetUriRegexRewrite() != nil:
+		return "", false
+	case u == "":
+		return path, true
+	case r.paths.kind == setExact:
+		return u, true
+	case r.paths.kind == setPrefix && !r.allPaths:
+		return u + strings.TrimPrefix(path, r.paths.s), true
+	}
+	return "", false
+}
+
+// destination is where a route sends requests.
+type destination struct {
+	*networkingapi.HTTPRouteDestination
+	// mirror: a copy of the request (the response is dropped). Envoy appends "-shadow" to
+	// its Host, so policies on the mirror's workload see another host than the route's.
+	mirror bool
+}
+
+// destinations lists a route's destinations and its mirrors: a mirrored request reaches the
+// mirror's workload with whatever the caller sent.
+func destinations(hr *networkingapi.HTTPRoute) []destination {
+	out := make([]destination, 0, len(hr.GetRoute())+len(hr.GetMirrors())+1)
+	for _, d := range hr.GetRoute() {
+		out = append(out, destination{HTTPRouteDestination: d})
+	}
+	mirrors := hr.GetMirrors()
+	if hr.GetMirror() != nil {
+		mirrors = append(mirrors, &networkingapi.HTTPMirrorPolicy{Destination: hr.GetMirror()})
+	}
+	for _, m := range mirrors {
+		out = append(out, destination{HTTPRouteDestination: &networkingapi.HTTPRouteDestination{Destination: m.GetDestination()}, mirror: true})
+	}
+	return out
+}
+
+// lookupVS finds a VirtualService, preferring the object under review.
+func (ev *evaluation) lookupVS(ns, name string) *networkingv1.VirtualService {
+	if vs, ok := ev.subject.(*networkingv1.VirtualService); ok && vs.Namespace == ns && vs.Name == name {
+		return vs
+	}
+	return ev.snap.vs[ns+"/"+name]
+}
+
+// delegatorsOf lists the root VirtualServices (other than the object under review) that
+// delegate a route to vs.
+func (ev *evaluation) delegatorsOf(vs *networkingv1.VirtualService) []*networkingv1.VirtualService {
+	var out []*networkingv1.VirtualService
+	subj, _ := ev.subject.(*networkingv1.VirtualService)
+	for _, root := range ev.snap.vsDelegators[vs.Namespace+"/"+vs.Name] {
+		if subj == nil || root.Namespace != subj.Namespace || root.Name != subj.Name {
+			out = append(out, root)
+		}
+	}
 	return out
 }
 
@@ -125,9 +246,11 @@ func (ev *evaluation) externalGateways(vs *networkingv1.VirtualService, matchGWs
 	return out
 }
 
-func (ev *evaluation) httpRoute(vs *networkingv1.VirtualService, via, gw string, m *networkingapi.HTTPMatchRequest, hr *networkingapi.HTTPRoute, d *networkingapi.HTTPRouteDestination) *route {
+// httpRoute builds one route: hosts from the VirtualService bound to the gateway, the
+// destination resolved in destNS (the namespace of the VirtualService that holds the route).
+func (ev *evaluation) httpRoute(vs *networkingv1.VirtualService, destNS, via, gw string, m *networkingapi.HTTPMatchRequest, hr *networkingapi.HTTPRoute, d destination) *route {
 	r := &route{via: via, gateway: gw, hosts: vs.Spec.GetHosts(), method: anyStr,
-		destination: fqdn(d.GetDestination().GetHost(), vs.Namespace, ev.cfg.ClusterDomain),
+		destination: fqdn(d.GetDestination().GetHost(), destNS, ev.cfg.ClusterDomain),
 		headers:     map[string]strSet{}, setHeaders: map[string]string{}}
 	r.setURIMatch(m.GetUri(), m.GetIgnoreUriCase())
 	if mm := m.GetMethod(); mm != nil && mm.GetExact() != "" {
@@ -144,7 +267,26 @@ func (ev *evaluation) httpRoute(vs *networkingv1.VirtualService, via, gw string,
 		}
 	}
 	r.protocol = protocolOf(r.paths)
+	if d.mirror {
+		r.via += " mirror"
+		r.mirror = true
+	}
+	r.applyRewrite(hr.GetRewrite())
 	return r
+}
+
+// applyRewrite records what a rewrite changes for the model's proxy: a URI rewrite makes the
+// path unknown to the engine (judged as every path there), an authority rewrite fixes the Host.
+func (r *route) applyRewrite(rw *networkingapi.HTTPRewrite) {
+	r.rewrite = rw
+	if rw.GetUri() != "" || rw.GetUriRegexRewrite() != nil {
+		every := prefixed("/")
+		r.modelPaths = &every
+	}
+	if a := rw.GetAuthority(); a != "" {
+		h := exactly(strings.ToLower(a))
+		r.modelHost = &h
+	}
 }
 
 // setURIMatch turns a VirtualService URI match into a path set. A regex, or no match at all,

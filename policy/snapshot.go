@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -27,12 +28,14 @@ type Snapshot struct {
 	reqAuthn *policyIndex[*securityv1.RequestAuthentication]
 	peerAuth *policyIndex[*securityv1.PeerAuthentication]
 
-	gateways   map[string]*networkingv1.Gateway // "ns/name"
-	vs         map[string]*networkingv1.VirtualService
-	vsByHost   map[string][]*networkingv1.VirtualService // destination FQDN
-	dr         map[string]*networkingv1.DestinationRule
-	drByHost   map[string][]*networkingv1.DestinationRule // exact FQDN
-	drWildcard []*networkingv1.DestinationRule
+	gateways map[string]*networkingv1.Gateway // "ns/name"
+	vs       map[string]*networkingv1.VirtualService
+	vsByHost map[string][]*networkingv1.VirtualService // destination FQDN
+	// vsDelegators: delegate "ns/name" -> root VirtualServices delegating a route to it
+	vsDelegators map[string][]*networkingv1.VirtualService
+	dr           map[string]*networkingv1.DestinationRule
+	drByHost     map[string][]*networkingv1.DestinationRule // exact FQDN
+	drWildcard   []*networkingv1.DestinationRule
 
 	workloads  map[string]*Workload   // "kind/ns/name"
 	wlByLabel  map[string][]*Workload // "k=v"
@@ -61,25 +64,26 @@ type Workload struct {
 // those of cfg.
 func NewSnapshot(cfg *GuardConfig) *Snapshot {
 	return &Snapshot{
-		rootNS:     cfg.MeshRootNamespace,
-		domain:     cfg.ClusterDomain,
-		authz:      newPolicyIndex(cfg.MeshRootNamespace, authzSelector),
-		reqAuthn:   newPolicyIndex(cfg.MeshRootNamespace, raSelector),
-		peerAuth:   newPolicyIndex(cfg.MeshRootNamespace, paSelector),
-		gateways:   map[string]*networkingv1.Gateway{},
-		vs:         map[string]*networkingv1.VirtualService{},
-		vsByHost:   map[string][]*networkingv1.VirtualService{},
-		dr:         map[string]*networkingv1.DestinationRule{},
-		drByHost:   map[string][]*networkingv1.DestinationRule{},
-		workloads:  map[string]*Workload{},
-		wlByLabel:  map[string][]*Workload{},
-		wlByNSLbl:  map[string][]*Workload{},
-		wlByNS:     map[string][]*Workload{},
-		services:   map[string]*corev1.Service{},
-		svcByNS:    map[string][]*corev1.Service{},
-		namespaces: map[string]map[string]string{},
-		isvcs:      map[string]*unstructured.Unstructured{},
-		models:     map[string]map[string]*unstructured.Unstructured{},
+		rootNS:       cfg.MeshRootNamespace,
+		domain:       cfg.ClusterDomain,
+		authz:        newPolicyIndex(cfg.MeshRootNamespace, authzSelector),
+		reqAuthn:     newPolicyIndex(cfg.MeshRootNamespace, raSelector),
+		peerAuth:     newPolicyIndex(cfg.MeshRootNamespace, paSelector),
+		gateways:     map[string]*networkingv1.Gateway{},
+		vs:           map[string]*networkingv1.VirtualService{},
+		vsByHost:     map[string][]*networkingv1.VirtualService{},
+		vsDelegators: map[string][]*networkingv1.VirtualService{},
+		dr:           map[string]*networkingv1.DestinationRule{},
+		drByHost:     map[string][]*networkingv1.DestinationRule{},
+		workloads:    map[string]*Workload{},
+		wlByLabel:    map[string][]*Workload{},
+		wlByNSLbl:    map[string][]*Workload{},
+		wlByNS:       map[string][]*Workload{},
+		services:     map[string]*corev1.Service{},
+		svcByNS:      map[string][]*corev1.Service{},
+		namespaces:   map[string]map[string]string{},
+		isvcs:        map[string]*unstructured.Unstructured{},
+		models:       map[string]map[string]*unstructured.Unstructured{},
 	}
 }
 
@@ -185,6 +189,9 @@ func (s *Snapshot) putVS(vs *networkingv1.VirtualService, del bool) {
 		for _, h := range s.vsDestinations(old) {
 			s.vsByHost[h] = removePtr(s.vsByHost[h], old)
 		}
+		for _, d := range vsDelegates(old) {
+			s.vsDelegators[d] = removePtr(s.vsDelegators[d], old)
+		}
 	}
 	putMap(s.vs, key, vs, del)
 	if del {
@@ -193,6 +200,26 @@ func (s *Snapshot) putVS(vs *networkingv1.VirtualService, del bool) {
 	for _, h := range s.vsDestinations(vs) {
 		s.vsByHost[h] = append(s.vsByHost[h], vs)
 	}
+	for _, d := range vsDelegates(vs) {
+		s.vsDelegators[d] = append(s.vsDelegators[d], vs)
+	}
+}
+
+// vsDelegates lists the distinct "ns/name" of the VirtualServices vs delegates routes to.
+func vsDelegates(vs *networkingv1.VirtualService) []string {
+	var out []string
+	for _, r := range vs.Spec.GetHttp() {
+		if d := r.GetDelegate(); d != nil {
+			ns := d.GetNamespace()
+			if ns == "" {
+				ns = vs.Namespace
+			}
+			if k := ns + "/" + d.GetName(); !slices.Contains(out, k) {
+				out = append(out, k)
+			}
+		}
+	}
+	return out
 }
 
 // vsDestinations lists the distinct destination FQDNs of a VirtualService's routes.
@@ -206,7 +233,7 @@ func (s *Snapshot) vsDestinations(vs *networkingv1.VirtualService) []string {
 		}
 	}
 	for _, r := range vs.Spec.GetHttp() {
-		for _, d := range r.GetRoute() {
+		for _, d := range destinations(r) {
 			add(d.GetDestination().GetHost())
 		}
 	}

@@ -104,6 +104,7 @@ type world struct {
 	// otherRoot makes "mesh-root" the root namespace: istio-system, where the gateway runs,
 	// is then an ordinary namespace and its policies bind only its own pods.
 	otherRoot bool
+	rewrite   string // URI rewrite of a prefix route ("" for none)
 	routeDesc string
 }
 
@@ -130,7 +131,11 @@ func randomWorld(rng *rand.Rand) *world {
 	w.vs.Spec.Hosts = []string{"m.example.com"}
 	w.vs.Spec.Http = []*networkingapi.HTTPRoute{{Match: []*networkingapi.HTTPMatchRequest{match},
 		Route: []*networkingapi.HTTPRouteDestination{{Destination: &networkingapi.Destination{Host: "m-predictor"}}}}}
-	w.routeDesc = fmt.Sprintf("uri %v method %q gateway pods known: %v, root namespace istio-system: %v", w.routePath, w.method, !w.gatewayUnknown, !w.otherRoot)
+	if p := w.routePath.GetPrefix(); p != "" && rng.IntN(5) == 0 {
+		w.rewrite = []string{"/v2/", "/", "/v2/models/m/"}[rng.IntN(3)]
+		w.vs.Spec.Http[0].Rewrite = &networkingapi.HTTPRewrite{Uri: w.rewrite}
+	}
+	w.routeDesc = fmt.Sprintf("uri %v rewrite %q method %q gateway pods known: %v, root namespace istio-system: %v", w.routePath, w.rewrite, w.method, !w.gatewayUnknown, !w.otherRoot)
 	for range rng.IntN(4) {
 		p := randomPolicy(rng, len(w.gwPols)+len(w.mPols))
 		if rng.IntN(2) == 0 {

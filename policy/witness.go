@@ -26,6 +26,17 @@ func (ev *evaluation) witness(p *pair, issuer string) (string, bool) {
 			}
 		}
 		mReq := req
+		path, ok := p.x.route.rewritePath(req.Path)
+		if !ok {
+			return "", false
+		}
+		mReq.Path = path
+		if a := p.x.route.rewrite.GetAuthority(); a != "" {
+			mReq.Host = a
+		}
+		if p.x.route.mirror {
+			mReq.Host += "-shadow"
+		}
 		mReq.Headers = withHeaders(req.Headers, p.x.route.setHeaders)
 		if p.x.target.seldon != "" {
 			mReq.Headers = withHeader(mReq.Headers, seldonModelHeader, p.x.target.seldon)
