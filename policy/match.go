@@ -122,11 +122,12 @@ func relate(pattern string, v strSet) tri {
 	if pattern == "*" {
 		return triAll // prefix and suffix sets hold only non-empty values here
 	}
+	// A leading "*" wins, as in Istio: "*abc*" is a suffix match on "abc*".
 	switch {
-	case strings.HasSuffix(pattern, "*"):
-		return relatePrefixPattern(strings.TrimSuffix(pattern, "*"), v)
 	case strings.HasPrefix(pattern, "*"):
 		return relateSuffixPattern(strings.TrimPrefix(pattern, "*"), v)
+	case strings.HasSuffix(pattern, "*"):
+		return relatePrefixPattern(strings.TrimSuffix(pattern, "*"), v)
 	}
 	return relateExactPattern(pattern, v)
 }

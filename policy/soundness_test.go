@@ -112,7 +112,7 @@ var (
 	pathPool = []string{"/", "/v2", "/v2/", "/v2x", "/v2/models/m/infer", "/v2/models/other/infer", "/v1/models/m:predict",
 		"/inference.GRPCInferenceService/ModelInfer", "/inference.GRPCInferenceService/ServerLive", "/healthz", "/v2/models/m/ready", "/x/y/z"}
 	policyPaths = []string{"/v2/*", "/v2/models/*", "/inference.GRPCInferenceService/*", "/v2", "/{**}", "/v2/{**}", "/v2/models/{*}/infer",
-		"*/infer", "/healthz", "*", "/v2/models/m/infer", "/inference.*"}
+		"*/infer", "/healthz", "*", "/v2/models/m/infer", "/inference.*", "*/v2*", "*infer*", "/v2/*/infer"}
 )
 
 func randomWorld(rng *rand.Rand) *world {
@@ -218,7 +218,7 @@ func randomRule(rng *rand.Rand) *securityapi.Rule {
 		case 3:
 			o.Methods = []string{[]string{"GET", "POST"}[rng.IntN(2)]}
 		case 4:
-			o.Hosts = pickSome(rng, []string{"m.example.com", "M.EXAMPLE.COM", "*.example.com", "m.*", "other.org", "*"})
+			o.Hosts = pickSome(rng, []string{"m.example.com", "M.EXAMPLE.COM", "*.example.com", "m.*", "other.org", "*", "*example*"})
 		case 5:
 			o.NotHosts = pickSome(rng, []string{"m.example.com", "*.example.com", "other.org"})
 		case 6:
