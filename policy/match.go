@@ -90,7 +90,7 @@ func (v strSet) sample() (string, bool) {
 	case setExact, setPrefix, setSuffix:
 		return v.s, true
 	}
-	return "x", true
+	return "any.example.com", true
 }
 
 // contains reports whether value is a member of the set.

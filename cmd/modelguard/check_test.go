@@ -439,3 +439,11 @@ func TestNothingToJudge(t *testing.T) {
 		t.Errorf("empty results are not an empty array:\n%s", r.stdout)
 	}
 }
+
+// TestReadmeSeedExample runs the command the README shows for the seed setup.
+func TestReadmeSeedExample(t *testing.T) {
+	r := check(t, "", "-f", "../../policy/testdata/mesh/seldon.yaml", "-f", "../../policy/testdata/mesh/seldon-seed-policies.yaml")
+	if r.code != exitDenied || !strings.Contains(r.stdout, "POST /inference.GRPCInferenceService/ModelInfer") {
+		t.Fatalf("exit %d, want 1 with the gRPC gap named:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
