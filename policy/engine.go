@@ -90,7 +90,7 @@ type evaluation struct {
 
 // Evaluate judges one Model, InferenceService or VirtualService against the mesh state.
 // It does no I/O and never panics on a malformed object: it reports it as INVALID_OBJECT.
-func Evaluate(cfg *GuardConfig, snap *Snapshot, obj runtime.Object, opts Options) (v Verdict) {
+func Evaluate(cfg *GuardConfig, snap *Snapshot, obj runtime.Object, opts Options) Verdict {
 	snap.mu.RLock()
 	defer snap.mu.RUnlock()
 	ev := &evaluation{cfg: cfg, snap: snap, opts: opts, subject: obj, hops: map[*Workload]*hopPolicies{}, planned: map[string]bool{}}
@@ -120,8 +120,14 @@ func Evaluate(cfg *GuardConfig, snap *Snapshot, obj runtime.Object, opts Options
 func subjectNamespace(obj runtime.Object) (string, error) {
 	switch o := obj.(type) {
 	case *networkingv1.VirtualService:
+		if o == nil {
+			return "", fmt.Errorf("no object to judge")
+		}
 		return o.Namespace, nil
 	case *unstructured.Unstructured:
+		if o == nil || o.Object == nil {
+			return "", fmt.Errorf("no object to judge")
+		}
 		switch o.GroupVersionKind() {
 		case GVKInferenceService, GVKModel:
 			return o.GetNamespace(), nil

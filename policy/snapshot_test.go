@@ -7,8 +7,11 @@ import (
 	"github.com/stretchr/testify/require"
 	networkingapi "istio.io/api/networking/v1alpha3"
 	typev1beta1 "istio.io/api/type/v1beta1"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/modelguard/modelguard/policy"
 )
@@ -78,4 +81,15 @@ func TestSnapshotRejectsMalformedModels(t *testing.T) {
 	v := policy.Evaluate(policy.DefaultConfig(), snap, u, policy.Options{})
 	assert.False(t, v.Allowed, "a malformed object is never admitted")
 	assert.True(t, hasCode(v, policy.CodeInvalidObject))
+}
+
+func TestEvaluateRefusesWhatItCannotJudge(t *testing.T) {
+	cfg := policy.DefaultConfig()
+	snap := policy.NewSnapshot(cfg)
+	var nilVS *networkingv1.VirtualService
+	for name, obj := range map[string]runtime.Object{"nil": nil, "nil VirtualService": nilVS, "Namespace": &corev1.Namespace{}, "empty unstructured": &unstructured.Unstructured{}} {
+		v := policy.Evaluate(cfg, snap, obj, policy.Options{})
+		assert.False(t, v.Allowed, name)
+		assert.True(t, hasCode(v, policy.CodeInvalidObject), name)
+	}
 }
