@@ -71,6 +71,16 @@ type Options struct {
 	// rule's inject annotations set. The CLI uses it on files written before admission; the
 	// validating webhook never does, so that safety does not depend on the mutating webhook.
 	SimulateMutation bool
+	// Change judges the object as if one security or routing policy of the mesh state were
+	// replaced: Old (as stored) removed and New (nil for a deletion) added. The validating
+	// guard uses it to refuse policy edits that would uncover an admitted model.
+	Change *Change
+}
+
+// Change is a what-if edit of one AuthorizationPolicy, RequestAuthentication,
+// PeerAuthentication or DestinationRule.
+type Change struct {
+	Old, New runtime.Object
 }
 
 // evaluation is the state of judging one object.
@@ -86,6 +96,49 @@ type evaluation struct {
 	extraRA  []*securityv1.RequestAuthentication
 	planned  map[string]bool
 	plan     *Plan
+	hidden   string // "Kind/ns/name" of a stored policy the what-if change removes
+	extraPA  []*securityv1.PeerAuthentication
+	extraDR  []*networkingv1.DestinationRule
+}
+
+// applyChange sets up the what-if overlay of opts.Change.
+func (ev *evaluation) applyChange(c *Change) {
+	if c == nil {
+		return
+	}
+	if c.Old != nil {
+		ev.hidden = keyOf(c.Old)
+	}
+	switch n := c.New.(type) {
+	case *securityv1.AuthorizationPolicy:
+		ev.extraAP = append(ev.extraAP, n)
+	case *securityv1.RequestAuthentication:
+		ev.extraRA = append(ev.extraRA, n)
+	case *securityv1.PeerAuthentication:
+		ev.extraPA = append(ev.extraPA, n)
+	case *networkingv1.DestinationRule:
+		ev.extraDR = append(ev.extraDR, n)
+	}
+}
+
+// keyOf identifies a policy object across versions.
+func keyOf(o runtime.Object) string {
+	switch t := o.(type) {
+	case *securityv1.AuthorizationPolicy:
+		return "AuthorizationPolicy/" + t.Namespace + "/" + t.Name
+	case *securityv1.RequestAuthentication:
+		return "RequestAuthentication/" + t.Namespace + "/" + t.Name
+	case *securityv1.PeerAuthentication:
+		return "PeerAuthentication/" + t.Namespace + "/" + t.Name
+	case *networkingv1.DestinationRule:
+		return "DestinationRule/" + t.Namespace + "/" + t.Name
+	}
+	return ""
+}
+
+// isHidden reports whether a stored object is the one the what-if change removes.
+func (ev *evaluation) isHidden(kind, ns, name string) bool {
+	return ev.hidden != "" && ev.hidden == kind+"/"+ns+"/"+name
 }
 
 // Evaluate judges one Model, InferenceService or VirtualService against the mesh state.
@@ -94,6 +147,7 @@ func Evaluate(cfg *GuardConfig, snap *Snapshot, obj runtime.Object, opts Options
 	snap.mu.RLock()
 	defer snap.mu.RUnlock()
 	ev := &evaluation{cfg: cfg, snap: snap, opts: opts, subject: obj, hops: map[*Workload]*hopPolicies{}, planned: map[string]bool{}}
+	ev.applyChange(opts.Change)
 	ns, err := subjectNamespace(obj)
 	if err != nil {
 		return Verdict{Mode: ModeEnforce, Findings: []Finding{{Code: CodeInvalidObject, Severity: SeverityError, Message: err.Error()}}}
@@ -291,27 +345,20 @@ func (ev *evaluation) policiesAt(w *Workload) *hopPolicies {
 		return h
 	}
 	h := &hopPolicies{unplaced: w.Namespace == ""}
-	addAP := func(p *securityv1.AuthorizationPolicy, a applicability) {
-		if p.Annotations[dryRunAnnotation] == "true" {
-			return // Istio only logs what a dry-run policy would do
+	ev.snap.authz.candidates(w, func(p *securityv1.AuthorizationPolicy, a applicability) {
+		if !ev.isHidden("AuthorizationPolicy", p.Namespace, p.Name) {
+			h.addAP(p, a)
 		}
-		ap := appliedAP{p: p, a: a}
-		switch p.Spec.GetAction() {
-		case securityapi.AuthorizationPolicy_CUSTOM:
-			h.custom = append(h.custom, ap)
-		case securityapi.AuthorizationPolicy_DENY:
-			h.deny = append(h.deny, ap)
-		case securityapi.AuthorizationPolicy_ALLOW:
-			h.allow = append(h.allow, ap)
-		}
-	}
-	ev.snap.authz.candidates(w, addAP)
-	ev.snap.reqAuthn.candidates(w, func(p *securityv1.RequestAuthentication, a applicability) {
-		h.ras = append(h.ras, appliedRA{p: p, a: a})
 	})
+	ev.snap.reqAuthn.candidates(w, func(p *securityv1.RequestAuthentication, a applicability) {
+		if !ev.isHidden("RequestAuthentication", p.Namespace, p.Name) {
+			h.ras = append(h.ras, appliedRA{p: p, a: a})
+		}
+	})
+	// Planned policies and the new version of a what-if change.
 	for _, p := range ev.extraAP {
 		if a := applies(authzSelector(p), p.Namespace, ev.cfg.MeshRootNamespace, w); a != applyNo {
-			addAP(p, a)
+			h.addAP(p, a)
 		}
 	}
 	for _, p := range ev.extraRA {
@@ -321,6 +368,23 @@ func (ev *evaluation) policiesAt(w *Workload) *hopPolicies {
 	}
 	ev.hops[w] = h
 	return h
+}
+
+// addAP files an AuthorizationPolicy under its action; dry-run policies are left out, since
+// Istio only logs what they would do.
+func (h *hopPolicies) addAP(p *securityv1.AuthorizationPolicy, a applicability) {
+	if p.Annotations[dryRunAnnotation] == "true" {
+		return
+	}
+	ap := appliedAP{p: p, a: a}
+	switch p.Spec.GetAction() {
+	case securityapi.AuthorizationPolicy_CUSTOM:
+		h.custom = append(h.custom, ap)
+	case securityapi.AuthorizationPolicy_DENY:
+		h.deny = append(h.deny, ap)
+	case securityapi.AuthorizationPolicy_ALLOW:
+		h.allow = append(h.allow, ap)
+	}
 }
 
 // Judgeable reports whether the engine judges objects of this kind (the rest is mesh state).

@@ -38,12 +38,13 @@ type mtlsResult struct {
 // the oldest, and the engine does not bet on creation order.
 func (ev *evaluation) effectiveMTLS(w *Workload) mtlsResult {
 	res := mtlsResult{mode: securityapi.PeerAuthentication_MutualTLS_PERMISSIVE, source: "default (no PeerAuthentication)"}
-	ix := ev.snap.peerAuth
-	res = inherit(res, weakestPA(ix.rootGlobal), "mesh-wide")
+	root := ev.snap.peerAuth.root
+	meshWide := ev.peerAuthsIn(root, true)
+	res = inherit(res, weakestPA(meshWide), "mesh-wide")
 	var nsLevel, wlLevel []*securityv1.PeerAuthentication
 	sure := false
-	if w.Namespace != ix.root {
-		for _, p := range ix.byNS[w.Namespace] {
+	if w.Namespace != root {
+		for _, p := range ev.peerAuthsIn(w.Namespace, false) {
 			if len(p.Spec.GetSelector().GetMatchLabels()) == 0 {
 				nsLevel = append(nsLevel, p)
 			} else if a := selectorMatches(p.Spec.GetSelector().GetMatchLabels(), w); a != applyNo {
@@ -52,7 +53,7 @@ func (ev *evaluation) effectiveMTLS(w *Workload) mtlsResult {
 			}
 		}
 	} else {
-		nsLevel = ix.rootGlobal
+		nsLevel = meshWide
 	}
 	res = inherit(res, weakestPA(nsLevel), "namespace")
 	workloadBase := res
@@ -63,6 +64,26 @@ func (ev *evaluation) effectiveMTLS(w *Workload) mtlsResult {
 	}
 	res.weakPorts = portOverrides(wlLevel, workloadBase)
 	return res
+}
+
+// peerAuthsIn lists the PeerAuthentications of a namespace through the what-if overlay; of
+// the root namespace only the selector-less ones (Istio ignores the others there).
+func (ev *evaluation) peerAuthsIn(ns string, rootOnly bool) []*securityv1.PeerAuthentication {
+	stored := ev.snap.peerAuth.byNS[ns]
+	if rootOnly {
+		stored = ev.snap.peerAuth.rootGlobal
+	}
+	var out []*securityv1.PeerAuthentication
+	for _, p := range append(append([]*securityv1.PeerAuthentication{}, stored...), ev.extraPA...) {
+		if p.Namespace != ns || ev.isHidden("PeerAuthentication", p.Namespace, p.Name) {
+			continue
+		}
+		if rootOnly && len(p.Spec.GetSelector().GetMatchLabels()) > 0 {
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
 }
 
 // inherit applies one level's policy: UNSET (or no policy) keeps the level above.
@@ -176,21 +197,33 @@ spec:
 func (ev *evaluation) disablingRules(t *target) []*networkingv1.DestinationRule {
 	var out []*networkingv1.DestinationRule
 	seen := map[*networkingv1.DestinationRule]bool{}
+	add := func(dr *networkingv1.DestinationRule) {
+		if !seen[dr] && !ev.isHidden("DestinationRule", dr.Namespace, dr.Name) && disablesTLS(dr) {
+			seen[dr] = true
+			out = append(out, dr)
+		}
+	}
 	for _, h := range t.hosts {
 		for _, dr := range ev.snap.drByHost[h] {
-			if !seen[dr] && disablesTLS(dr) {
-				seen[dr] = true
-				out = append(out, dr)
-			}
+			add(dr)
 		}
-		for _, dr := range ev.snap.drWildcard {
-			if !seen[dr] && strings.HasSuffix(h, strings.TrimPrefix(dr.Spec.GetHost(), "*")) && disablesTLS(dr) {
-				seen[dr] = true
-				out = append(out, dr)
+		for _, dr := range append(append([]*networkingv1.DestinationRule{}, ev.snap.drWildcard...), ev.extraDR...) {
+			if drHostMatches(dr, h, ev.cfg.ClusterDomain) {
+				add(dr)
 			}
 		}
 	}
 	return out
+}
+
+// drHostMatches reports whether a DestinationRule's host (FQDN, short name, or wildcard)
+// names the Service FQDN h.
+func drHostMatches(dr *networkingv1.DestinationRule, h, domain string) bool {
+	host := dr.Spec.GetHost()
+	if strings.HasPrefix(host, "*") {
+		return strings.HasSuffix(h, strings.TrimPrefix(host, "*"))
+	}
+	return fqdn(host, dr.Namespace, domain) == h
 }
 
 func disablesTLS(dr *networkingv1.DestinationRule) bool {

@@ -37,15 +37,16 @@ type Snapshot struct {
 	drByHost     map[string][]*networkingv1.DestinationRule // exact FQDN
 	drWildcard   []*networkingv1.DestinationRule
 
-	workloads  map[string]*Workload   // "kind/ns/name"
-	wlByLabel  map[string][]*Workload // "k=v"
-	wlByNSLbl  map[string][]*Workload // "ns/k=v": a namespace's workloads by label
-	wlByNS     map[string][]*Workload
-	services   map[string]*corev1.Service
-	svcByNS    map[string][]*corev1.Service
-	namespaces map[string]map[string]string // labels
-	isvcs      map[string]*unstructured.Unstructured
-	models     map[string]map[string]*unstructured.Unstructured // namespace -> name
+	workloads   map[string]*Workload   // "kind/ns/name"
+	wlByLabel   map[string][]*Workload // "k=v"
+	wlByNSLbl   map[string][]*Workload // "ns/k=v": a namespace's workloads by label
+	wlByNS      map[string][]*Workload
+	services    map[string]*corev1.Service
+	svcByNS     map[string][]*corev1.Service
+	namespaces  map[string]map[string]string // labels
+	terminating map[string]bool
+	isvcs       map[string]*unstructured.Unstructured
+	models      map[string]map[string]*unstructured.Unstructured // namespace -> name
 }
 
 // Workload is a set of pods with the same labels: a Pod, or the template of a Deployment,
@@ -82,6 +83,7 @@ func NewSnapshot(cfg *GuardConfig) *Snapshot {
 		services:     map[string]*corev1.Service{},
 		svcByNS:      map[string][]*corev1.Service{},
 		namespaces:   map[string]map[string]string{},
+		terminating:  map[string]bool{},
 		isvcs:        map[string]*unstructured.Unstructured{},
 		models:       map[string]map[string]*unstructured.Unstructured{},
 	}
@@ -128,8 +130,10 @@ func (s *Snapshot) apply(obj runtime.Object, del bool) error {
 	case *corev1.Namespace:
 		if del {
 			delete(s.namespaces, o.Name)
+			delete(s.terminating, o.Name)
 		} else {
 			s.namespaces[o.Name] = o.Labels
+			s.terminating[o.Name] = o.DeletionTimestamp != nil || o.Status.Phase == corev1.NamespaceTerminating
 		}
 	case *unstructured.Unstructured:
 		return s.putUnstructured(o, del)

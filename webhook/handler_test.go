@@ -38,6 +38,8 @@ type fixture struct {
 	metrics   *Metrics
 	events    *events.FakeRecorder
 	mesh      *fakeMesh
+
+	guardHandler *Guard
 }
 
 type fakeMesh struct {

@@ -27,6 +27,8 @@ type Options struct {
 	AuditOut       io.Writer     // where audit lines go (stdout in production)
 	Registry       prometheus.Registerer
 	Recorder       events.EventRecorder
+	// TrustedUsers may change guarded policies whatever the outcome (the reconciler).
+	TrustedUsers []string
 }
 
 // Server is what Setup wires into a manager, for callers that need its parts.
@@ -61,6 +63,7 @@ func Setup(mgr manager.Manager, opts Options) (*Server, error) {
 	srv := mgr.GetWebhookServer()
 	srv.Register(PathValidate, &admission.Webhook{Handler: &Validator{Config: cfg, Mesh: mesh, Audit: audit}})
 	srv.Register(PathMutate, &admission.Webhook{Handler: &Mutator{Config: cfg, Mesh: mesh, Audit: audit}})
+	srv.Register(PathGuard, &admission.Webhook{Handler: &Guard{Config: cfg, Mesh: mesh, Audit: audit, TrustedUsers: opts.TrustedUsers}})
 	if err := mgr.AddReadyzCheck("mesh-state", func(*http.Request) error { return mesh.Ready() }); err != nil {
 		return nil, err
 	}

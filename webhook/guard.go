@@ -1,0 +1,137 @@
+package webhook
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/modelguard/modelguard/policy"
+	"github.com/modelguard/modelguard/policy/decode"
+)
+
+// PathGuard is where the webhook configuration sends policy changes.
+const PathGuard = "/guard"
+
+// Guard is the validating handler for changes of the Istio policies models rely on
+// (AuthorizationPolicy, RequestAuthentication, PeerAuthentication, DestinationRule): it refuses
+// a change that would leave an admitted exposure uncovered, naming the exposures.
+type Guard struct {
+	Config *ConfigStore
+	Mesh   SnapshotSource
+	Audit  *Auditor
+	// TrustedUsers may change these policies whatever the outcome: the reconciler's service
+	// account, which keeps the generated policies equal to the plan.
+	TrustedUsers []string
+}
+
+var _ admission.Handler = &Guard{}
+
+var guardedKinds = map[schema.GroupKind]bool{
+	{Group: "security.istio.io", Kind: "AuthorizationPolicy"}:   true,
+	{Group: "security.istio.io", Kind: "RequestAuthentication"}: true,
+	{Group: "security.istio.io", Kind: "PeerAuthentication"}:    true,
+	{Group: "networking.istio.io", Kind: "DestinationRule"}:     true,
+}
+
+// Deletions by these controllers are never refused: they delete what a namespace deletion or
+// an owner's deletion already decided, and refusing would leave the cluster stuck.
+var systemDeleters = []string{
+	"system:serviceaccount:kube-system:namespace-controller",
+	"system:serviceaccount:kube-system:generic-garbage-collector",
+}
+
+// Handle decides one policy change.
+func (g *Guard) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	resp, rec := g.decide(req)
+	g.Audit.record(ctx, rec)
+	g.Audit.Metrics.Duration.Observe(time.Since(start).Seconds())
+	return resp
+}
+
+func (g *Guard) decide(req admission.Request) (admission.Response, decisionRecord) {
+	rec := decisionRecord{req: req, decision: "allowed"}
+	change, obj, err := decodeChange(req)
+	if err != nil {
+		return errored(&rec, err)
+	}
+	rec.obj = obj
+	if g.exempt(req) {
+		return admission.Allowed(""), rec
+	}
+	snap, err := g.Mesh.Snapshot()
+	if err != nil {
+		return meshUnavailable(&rec, err)
+	}
+	if snap.NamespaceTerminating(req.Namespace) {
+		return admission.Allowed(""), rec
+	}
+	uncovered, err := policy.Uncovers(g.Config.Get(), snap, change)
+	if err != nil {
+		return errored(&rec, err)
+	}
+	if len(uncovered) == 0 {
+		return admission.Allowed(""), rec
+	}
+	rec.verdict = guardVerdict(uncovered)
+	return respond(&rec)
+}
+
+func (g *Guard) exempt(req admission.Request) bool {
+	user := req.UserInfo.Username
+	return slices.Contains(g.TrustedUsers, user) || (req.Operation == "DELETE" && slices.Contains(systemDeleters, user))
+}
+
+// decodeChange reads the old and new versions of the policy (New is nil for a deletion, Old
+// for a creation) with the strict decoder.
+func decodeChange(req admission.Request) (policy.Change, runtime.Object, error) {
+	obj, err := decodeRequest(req, guardedKinds)
+	if err != nil {
+		return policy.Change{}, nil, err
+	}
+	switch req.Operation {
+	case "CREATE":
+		return policy.Change{New: obj}, obj, nil
+	case "DELETE":
+		return policy.Change{Old: obj}, obj, nil
+	case "UPDATE":
+		old, err := decode.DecodeObject(req.OldObject.Raw)
+		if err != nil {
+			return policy.Change{}, nil, fmt.Errorf("old %s %s/%s: %w", req.Kind.Kind, req.Namespace, req.Name, err)
+		}
+		if old.Obj.GetNamespace() == "" {
+			old.Obj.SetNamespace(req.Namespace)
+		}
+		return policy.Change{Old: old.Obj, New: obj}, obj, nil
+	}
+	return policy.Change{}, nil, fmt.Errorf("operation %s is not guarded", req.Operation)
+}
+
+// guardVerdict turns the uncovered models into one verdict: the strictest mode among their
+// rules decides (one Enforce model is enough to refuse the change).
+func guardVerdict(us []policy.Uncovered) policy.Verdict {
+	v := policy.Verdict{Allowed: true, Mode: policy.ModeAudit, Exposed: true}
+	rank := map[policy.Mode]int{policy.ModeAudit: 0, policy.ModeWarn: 1, policy.ModeEnforce: 2}
+	var rules []string
+	for _, u := range us {
+		if rank[u.Mode] > rank[v.Mode] {
+			v.Mode = u.Mode
+		}
+		if !slices.Contains(rules, u.Rule) {
+			rules = append(rules, u.Rule)
+		}
+		for _, f := range u.Findings {
+			f.Message = "this change would leave " + u.Ref + " uncovered: " + f.Message
+			v.Findings = append(v.Findings, f)
+		}
+	}
+	v.Rule = strings.Join(rules, ",")
+	v.Allowed = v.Mode != policy.ModeEnforce
+	return v
+}
