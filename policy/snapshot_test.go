@@ -6,8 +6,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	networkingapi "istio.io/api/networking/v1alpha3"
+	securityapi "istio.io/api/security/v1beta1"
 	typev1beta1 "istio.io/api/type/v1beta1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -92,4 +94,20 @@ func TestEvaluateRefusesWhatItCannotJudge(t *testing.T) {
 		assert.False(t, v.Allowed, name)
 		assert.True(t, hasCode(v, policy.CodeInvalidObject), name)
 	}
+}
+
+func benchVS(ns string) *networkingv1.VirtualService {
+	vs := &networkingv1.VirtualService{TypeMeta: metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "VirtualService"}, ObjectMeta: metav1.ObjectMeta{Name: "model", Namespace: ns}}
+	vs.Spec.Gateways = []string{"istio-system/public"}
+	vs.Spec.Hosts = []string{"model." + ns + ".example.com"}
+	vs.Spec.Http = []*networkingapi.HTTPRoute{{Route: []*networkingapi.HTTPRouteDestination{{Destination: &networkingapi.Destination{Host: "model-predictor"}}}}}
+	return vs
+}
+
+func benchAP(ns string, _ int) *securityv1.AuthorizationPolicy {
+	p := &securityv1.AuthorizationPolicy{TypeMeta: metav1.TypeMeta{APIVersion: "security.istio.io/v1", Kind: "AuthorizationPolicy"}, ObjectMeta: metav1.ObjectMeta{Name: "ap-0", Namespace: ns}}
+	p.Spec.Action = securityapi.AuthorizationPolicy_DENY
+	p.Spec.Selector = &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"serving.kserve.io/inferenceservice": "model"}}
+	p.Spec.Rules = []*securityapi.Rule{{From: []*securityapi.Rule_From{{Source: &securityapi.Source{NotRequestPrincipals: []string{"*"}}}}}}
+	return p
 }

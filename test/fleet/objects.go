@@ -1,0 +1,111 @@
+package fleet
+
+import (
+	"fmt"
+
+	networkingapi "istio.io/api/networking/v1alpha3"
+	securityapi "istio.io/api/security/v1beta1"
+	typev1beta1 "istio.io/api/type/v1beta1"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+)
+
+// PoliciesPerNamespace is how many AuthorizationPolicies and RequestAuthentications Mesh puts
+// in each namespace: policy 0 covers the namespace's model, the others select other apps.
+const PoliciesPerNamespace = 10
+
+// Mesh returns typed objects for a mesh of n namespaces "team-NNNN", each with an
+// InferenceService "model" (published by KServe and by a VirtualService on
+// istio-system/public), its predictor Deployment, a STRICT PeerAuthentication, and
+// PoliciesPerNamespace AuthorizationPolicies and RequestAuthentications; plus the ingress
+// gateway. Every model is covered, so judging one costs what a clean admission costs.
+func Mesh(n int) []runtime.Object {
+	out := []runtime.Object{
+		deployment("istio-system", "istio-ingressgateway", map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}, "istio-ingressgateway"),
+		gateway("istio-system", "public"),
+		gateway("knative-serving", "knative-ingress-gateway"),
+	}
+	for i := range n {
+		ns := Namespace(i)
+		out = append(out, InferenceService(ns, "model"),
+			deployment(ns, "model-predictor", map[string]string{"serving.kserve.io/inferenceservice": "model", "component": "predictor"}, "default"),
+			virtualService(ns), strictPeerAuthentication(ns))
+		for j := range PoliciesPerNamespace {
+			out = append(out, authorizationPolicy(ns, j), requestAuthentication(ns, j))
+		}
+	}
+	return out
+}
+
+// Namespace is the name of the i-th namespace of Mesh.
+func Namespace(i int) string { return fmt.Sprintf("team-%04d", i) }
+
+// InferenceService returns a minimal KServe InferenceService.
+func InferenceService(ns, name string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec":     map[string]any{"predictor": map[string]any{"model": map[string]any{"modelFormat": map[string]any{"name": "sklearn"}, "storageUri": "gs://bucket/" + name}}},
+	}}
+	return u
+}
+
+func deployment(ns, name string, labels map[string]string, sa string) *appsv1.Deployment {
+	d := &appsv1.Deployment{TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"}, ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	d.Spec.Selector = &metav1.LabelSelector{MatchLabels: labels}
+	d.Spec.Template.Labels = labels
+	d.Spec.Template.Spec.ServiceAccountName = sa
+	d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "main", Image: "example/" + name}}
+	return d
+}
+
+func gateway(ns, name string) *networkingv1.Gateway {
+	g := &networkingv1.Gateway{TypeMeta: metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "Gateway"}, ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}
+	g.Spec.Selector = map[string]string{"istio": "ingressgateway"}
+	g.Spec.Servers = []*networkingapi.Server{{Port: &networkingapi.Port{Number: 80, Name: "http", Protocol: "HTTP"}, Hosts: []string{"*"}}}
+	return g
+}
+
+func virtualService(ns string) *networkingv1.VirtualService {
+	vs := &networkingv1.VirtualService{TypeMeta: metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "VirtualService"}, ObjectMeta: metav1.ObjectMeta{Name: "model", Namespace: ns}}
+	vs.Spec.Gateways = []string{"istio-system/public"}
+	vs.Spec.Hosts = []string{"model." + ns + ".example.com"}
+	vs.Spec.Http = []*networkingapi.HTTPRoute{{
+		Match: []*networkingapi.HTTPMatchRequest{{Uri: &networkingapi.StringMatch{MatchType: &networkingapi.StringMatch_Prefix{Prefix: "/"}}}},
+		Route: []*networkingapi.HTTPRouteDestination{{Destination: &networkingapi.Destination{Host: "model-predictor"}}},
+	}}
+	return vs
+}
+
+func strictPeerAuthentication(ns string) *securityv1.PeerAuthentication {
+	p := &securityv1.PeerAuthentication{TypeMeta: metav1.TypeMeta{APIVersion: "security.istio.io/v1", Kind: "PeerAuthentication"}, ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}
+	p.Spec.Mtls = &securityapi.PeerAuthentication_MutualTLS{Mode: securityapi.PeerAuthentication_MutualTLS_STRICT}
+	return p
+}
+
+func selectorFor(j int) *typev1beta1.WorkloadSelector {
+	if j == 0 {
+		return &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"serving.kserve.io/inferenceservice": "model"}}
+	}
+	return &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("svc-%d", j)}}
+}
+
+func authorizationPolicy(ns string, j int) *securityv1.AuthorizationPolicy {
+	p := &securityv1.AuthorizationPolicy{TypeMeta: metav1.TypeMeta{APIVersion: "security.istio.io/v1", Kind: "AuthorizationPolicy"}, ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ap-%d", j), Namespace: ns}}
+	p.Spec.Action = securityapi.AuthorizationPolicy_DENY
+	p.Spec.Selector = selectorFor(j)
+	p.Spec.Rules = []*securityapi.Rule{{From: []*securityapi.Rule_From{{Source: &securityapi.Source{NotRequestPrincipals: []string{"*"}}}}}}
+	return p
+}
+
+func requestAuthentication(ns string, j int) *securityv1.RequestAuthentication {
+	p := &securityv1.RequestAuthentication{TypeMeta: metav1.TypeMeta{APIVersion: "security.istio.io/v1", Kind: "RequestAuthentication"}, ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ra-%d", j), Namespace: ns}}
+	p.Spec.Selector = selectorFor(j)
+	p.Spec.JwtRules = []*securityapi.JWTRule{{Issuer: "https://issuer.example.com", JwksUri: "https://issuer.example.com/jwks"}}
+	return p
+}
