@@ -9,16 +9,8 @@ import (
 	"log/slog"
 
 	"github.com/go-logr/logr"
-	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
-	securityv1 "istio.io/client-go/pkg/apis/security/v1"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	crmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -78,20 +70,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, bool) {
 	return o, true
 }
 
-// Scheme knows every typed object modelguard reads.
-func Scheme() (*runtime.Scheme, error) {
-	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{clientgoscheme.AddToScheme, securityv1.AddToScheme, networkingv1.AddToScheme} {
-		if err := add(s); err != nil {
-			return nil, err
-		}
-	}
-	return s, nil
-}
-
 // serve runs the manager until ctx ends: webhook server, metrics, probes, mesh state.
 func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut io.Writer) error {
-	scheme, err := Scheme()
+	scheme, err := webhook.NewScheme()
 	if err != nil {
 		return err
 	}
@@ -100,7 +81,7 @@ func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut i
 		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress: o.probeAddr,
 		WebhookServer:          ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.webhookPort, CertDir: o.certDir}),
-		Cache:                  cacheOptions(),
+		Cache:                  webhook.CacheOptions(),
 	})
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
@@ -116,28 +97,4 @@ func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut i
 		return err
 	}
 	return nil
-}
-
-// cacheOptions keep the informer caches small: no managed fields anywhere, and of Pods only
-// what the engine reads (labels, service account), since a cluster has many of them.
-func cacheOptions() cache.Options {
-	return cache.Options{
-		DefaultTransform: cache.TransformStripManagedFields(),
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Pod{}: {Transform: slimPod},
-		},
-	}
-}
-
-func slimPod(obj any) (any, error) {
-	p, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
-	}
-	return &corev1.Pod{
-		TypeMeta: p.TypeMeta,
-		ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace, UID: p.UID, ResourceVersion: p.ResourceVersion,
-			Labels: p.Labels, DeletionTimestamp: p.DeletionTimestamp},
-		Spec: corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName},
-	}, nil
 }

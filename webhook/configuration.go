@@ -1,0 +1,103 @@
+package webhook
+
+import (
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ConfigurationOptions say where the API server reaches the webhook server.
+type ConfigurationOptions struct {
+	Name      string // object name of both configurations, e.g. "modelguard"
+	Namespace string // modelguard's own namespace: never sent to the webhooks
+	// Client returns the clientConfig for a path: a Service reference in a cluster, a URL
+	// in tests; CABundle is filled by cert-manager's CA injector (or the test).
+	Client func(path string) admissionregistrationv1.WebhookClientConfig
+}
+
+// Configurations returns the mutating and validating webhook configurations exactly as
+// DESIGN.md states them: the validators fail closed, the mutator is best effort
+// (failurePolicy Ignore, reinvocation IfNeeded: safety never depends on it); all have no side
+// effects (server-side dry-run works), a 5 s timeout, Equivalent matching, admissionReview v1,
+// and a namespaceSelector on kubernetes.io/metadata.name, which the API server sets and no
+// namespace owner can forge, keeping kube-system and modelguard's own namespace out.
+func Configurations(o ConfigurationOptions) (*admissionregistrationv1.MutatingWebhookConfiguration, *admissionregistrationv1.ValidatingWebhookConfiguration) {
+	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.Name},
+		Webhooks: []admissionregistrationv1.MutatingWebhook{{
+			Name:                    "mutate.models.modelguard.io",
+			ClientConfig:            o.Client(PathMutate),
+			Rules:                   modelRules(),
+			FailurePolicy:           ptr(admissionregistrationv1.Ignore),
+			ReinvocationPolicy:      ptr(admissionregistrationv1.IfNeededReinvocationPolicy),
+			SideEffects:             ptr(admissionregistrationv1.SideEffectClassNone),
+			TimeoutSeconds:          ptr(int32(5)),
+			MatchPolicy:             ptr(admissionregistrationv1.Equivalent),
+			AdmissionReviewVersions: []string{"v1"},
+			NamespaceSelector:       excludedNamespaces(o.Namespace),
+		}},
+	}
+	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: o.Name},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{
+			validatingWebhook("validate.models.modelguard.io", o, PathValidate, append(modelRules(), virtualServiceRules())),
+			validatingWebhook("guard.policies.modelguard.io", o, PathGuard, policyRules()),
+		},
+	}
+	return mutating, validating
+}
+
+func validatingWebhook(name string, o ConfigurationOptions, path string, rules []admissionregistrationv1.RuleWithOperations) admissionregistrationv1.ValidatingWebhook {
+	return admissionregistrationv1.ValidatingWebhook{
+		Name:                    name,
+		ClientConfig:            o.Client(path),
+		Rules:                   rules,
+		FailurePolicy:           ptr(admissionregistrationv1.Fail),
+		SideEffects:             ptr(admissionregistrationv1.SideEffectClassNone),
+		TimeoutSeconds:          ptr(int32(5)),
+		MatchPolicy:             ptr(admissionregistrationv1.Equivalent),
+		AdmissionReviewVersions: []string{"v1"},
+		NamespaceSelector:       excludedNamespaces(o.Namespace),
+	}
+}
+
+func modelRules() []admissionregistrationv1.RuleWithOperations {
+	return []admissionregistrationv1.RuleWithOperations{
+		rule([]string{"serving.kserve.io"}, []string{"v1beta1"}, []string{"inferenceservices"}, createUpdate()),
+		rule([]string{"mlops.seldon.io"}, []string{"v1alpha1"}, []string{"models"}, createUpdate()),
+	}
+}
+
+func virtualServiceRules() admissionregistrationv1.RuleWithOperations {
+	return rule([]string{"networking.istio.io"}, []string{"v1", "v1beta1", "v1alpha3"}, []string{"virtualservices"}, createUpdate())
+}
+
+// policyRules guard the policies models rely on; CREATE too, since adding an ALLOW policy can
+// admit what the others left out.
+func policyRules() []admissionregistrationv1.RuleWithOperations {
+	ops := []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update, admissionregistrationv1.Delete}
+	return []admissionregistrationv1.RuleWithOperations{
+		rule([]string{"security.istio.io"}, []string{"v1", "v1beta1"}, []string{"authorizationpolicies", "requestauthentications", "peerauthentications"}, ops),
+		rule([]string{"networking.istio.io"}, []string{"v1", "v1beta1", "v1alpha3"}, []string{"destinationrules"}, ops),
+	}
+}
+
+func createUpdate() []admissionregistrationv1.OperationType {
+	return []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update}
+}
+
+func rule(groups, versions, resources []string, ops []admissionregistrationv1.OperationType) admissionregistrationv1.RuleWithOperations {
+	return admissionregistrationv1.RuleWithOperations{
+		Operations: ops,
+		Rule:       admissionregistrationv1.Rule{APIGroups: groups, APIVersions: versions, Resources: resources, Scope: ptr(admissionregistrationv1.NamespacedScope)},
+	}
+}
+
+func excludedNamespaces(own string) *metav1.LabelSelector {
+	return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{own, "kube-system"},
+	}}}
+}
+
+func ptr[T any](v T) *T { return &v }

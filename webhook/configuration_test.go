@@ -1,0 +1,52 @@
+package webhook
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+)
+
+// The webhook configurations are a contract (DESIGN.md): pin every setting.
+func TestConfigurationsMatchDesign(t *testing.T) {
+	url := func(path string) admissionregistrationv1.WebhookClientConfig {
+		u := "https://modelguard.example:9443" + path
+		return admissionregistrationv1.WebhookClientConfig{URL: &u}
+	}
+	mut, val := Configurations(ConfigurationOptions{Name: "modelguard", Namespace: "modelguard-system", Client: url})
+
+	require.Len(t, mut.Webhooks, 1)
+	m := mut.Webhooks[0]
+	assert.Equal(t, admissionregistrationv1.Ignore, *m.FailurePolicy, "the mutator is best effort")
+	assert.Equal(t, admissionregistrationv1.IfNeededReinvocationPolicy, *m.ReinvocationPolicy)
+	assert.Equal(t, "https://modelguard.example:9443/mutate", *m.ClientConfig.URL)
+	checkCommon(t, m.SideEffects, m.TimeoutSeconds, m.MatchPolicy, m.AdmissionReviewVersions, m.NamespaceSelector.MatchExpressions[0].Values)
+
+	require.Len(t, val.Webhooks, 2)
+	for _, w := range val.Webhooks {
+		assert.Equal(t, admissionregistrationv1.Fail, *w.FailurePolicy, "validators fail closed: %s", w.Name)
+		checkCommon(t, w.SideEffects, w.TimeoutSeconds, w.MatchPolicy, w.AdmissionReviewVersions, w.NamespaceSelector.MatchExpressions[0].Values)
+	}
+	assert.ElementsMatch(t, []string{"inferenceservices", "models", "virtualservices"}, resources(val.Webhooks[0].Rules))
+	assert.ElementsMatch(t, []string{"v1", "v1beta1", "v1alpha3"}, val.Webhooks[0].Rules[2].APIVersions)
+	assert.ElementsMatch(t, []string{"authorizationpolicies", "requestauthentications", "peerauthentications", "destinationrules"}, resources(val.Webhooks[1].Rules))
+	assert.Contains(t, val.Webhooks[1].Rules[0].Operations, admissionregistrationv1.Delete)
+}
+
+func checkCommon(t *testing.T, se *admissionregistrationv1.SideEffectClass, timeout *int32, mp *admissionregistrationv1.MatchPolicyType, versions, excluded []string) {
+	t.Helper()
+	assert.Equal(t, admissionregistrationv1.SideEffectClassNone, *se, "server-side dry-run must work")
+	assert.EqualValues(t, 5, *timeout)
+	assert.Equal(t, admissionregistrationv1.Equivalent, *mp)
+	assert.Equal(t, []string{"v1"}, versions)
+	assert.ElementsMatch(t, []string{"modelguard-system", "kube-system"}, excluded)
+}
+
+func resources(rules []admissionregistrationv1.RuleWithOperations) []string {
+	var out []string
+	for _, r := range rules {
+		out = append(out, r.Resources...)
+	}
+	return out
+}
