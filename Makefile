@@ -7,7 +7,7 @@ STATICCHECK_VERSION := v0.8.2
 LDFLAGS := -s -w -X main.version=$(VERSION)
 PKGS := ./...
 
-.PHONY: all build test test-short lint fmt vet staticcheck bench fuzz generate clean
+.PHONY: all build test envtest-assets lint fmt vet staticcheck bench fuzz generate clean
 
 all: build
 
@@ -15,8 +15,13 @@ build: ## Build bin/modelguard and its kubectl plugin name bin/kubectl-modelguar
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/modelguard ./cmd/modelguard
 	ln -sf modelguard $(BIN)/kubectl-modelguard
 
-test: ## Run every test.
-	$(GO) test -count=1 $(PKGS)
+test: ## Run every test (integration tests against a real kube-apiserver and etcd).
+	@assets=$$(hack/envtest-assets) || { echo "make test: hack/envtest-assets failed: no kube-apiserver/etcd to test against" >&2; exit 1; }; \
+	echo "KUBEBUILDER_ASSETS=$$assets"; \
+	KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 $(PKGS)
+
+envtest-assets: ## Build (once) kube-apiserver and etcd for the tests; prints their directory.
+	@hack/envtest-assets
 
 lint: fmt vet staticcheck ## gofmt, go vet and staticcheck.
 
