@@ -47,6 +47,9 @@ func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.R
 func (m *Mutator) mutate(req admission.Request) (admission.Response, decisionRecord) {
 	rec := decisionRecord{req: req, decision: "allowed"}
 	obj, err := decodeRequest(req, modelKinds)
+	if err == nil {
+		err = policy.ValidateObject(obj) // refuse what the validator would refuse anyway
+	}
 	if err != nil {
 		return errored(&rec, err)
 	}

@@ -52,6 +52,9 @@ func decodeRequest(req admission.Request, owned map[schema.GroupKind]bool) (clie
 	if o.Obj.GetNamespace() == "" {
 		o.Obj.SetNamespace(req.Namespace)
 	}
+	if req.Name != "" && o.Obj.GetName() != req.Name {
+		return nil, fmt.Errorf("the object's name %q differs from the request's %q", o.Obj.GetName(), req.Name)
+	}
 	if req.Namespace != "" && o.Obj.GetNamespace() != req.Namespace {
 		return nil, fmt.Errorf("the object's namespace %q differs from the request's %q", o.Obj.GetNamespace(), req.Namespace)
 	}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -47,11 +48,31 @@ type Stats struct {
 // Any error fails the whole call with an *Error and no partial result.
 func Decode(file string, data []byte) (objs []Object, st Stats, err error) {
 	defer guard(file, &err)
+	if e := checkUTF8(file, data); e != nil {
+		return nil, Stats{}, e
+	}
 	d := newDecoder(file, false)
 	if e := d.stream(data); e != nil {
 		return nil, Stats{}, e
 	}
 	return d.objs, d.stats, nil
+}
+
+// checkUTF8 refuses input that is not valid UTF-8: JSON decoding would silently replace the
+// bad bytes, so a name or a path could differ from what the API server or Envoy sees.
+func checkUTF8(file string, data []byte) *Error {
+	if utf8.Valid(data) {
+		return nil
+	}
+	off := 0
+	for off < len(data) {
+		r, size := utf8.DecodeRune(data[off:])
+		if r == utf8.RuneError && size <= 1 {
+			break
+		}
+		off += size
+	}
+	return &Error{File: file, Line: 1 + bytes.Count(data[:off], []byte("\n")), Msg: fmt.Sprintf("invalid UTF-8 at byte %d", off)}
 }
 
 // DecodeObject decodes one JSON object (e.g. an admission request's object)
@@ -61,6 +82,9 @@ func DecodeObject(data []byte) (obj Object, err error) {
 	defer guard("", &err)
 	if len(data) > MaxDocumentSize {
 		return Object{}, &Error{Msg: fmt.Sprintf("object exceeds the maximum size of %d bytes", MaxDocumentSize)}
+	}
+	if e := checkUTF8("", data); e != nil {
+		return Object{}, e
 	}
 	d := newDecoder("", true)
 	p := newJSONParser(data)

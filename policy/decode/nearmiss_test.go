@@ -30,3 +30,16 @@ func TestNearMissKindsAreErrors(t *testing.T) {
 		t.Errorf("unrelated kinds: objs %d, stats %v, err %v", len(objs), st, err)
 	}
 }
+
+// Invalid UTF-8 is refused with its place, in streams and in single objects: decoding would
+// otherwise replace the bytes and judge a name or path other than the one stored.
+func TestInvalidUTF8(t *testing.T) {
+	_, _, err := Decode("bad.yaml", []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: \"a\xffb\"}\n"))
+	var de *Error
+	if !errors.As(err, &de) || de.Line != 3 || !strings.Contains(err.Error(), "invalid UTF-8 at byte") {
+		t.Errorf("stream: got %v", err)
+	}
+	if _, err := DecodeObject([]byte("{\"apiVersion\":\"v1\",\"kind\":\"Namespace\",\"metadata\":{\"name\":\"a\xff\"}}")); err == nil || !strings.Contains(err.Error(), "invalid UTF-8") {
+		t.Errorf("object: got %v", err)
+	}
+}

@@ -241,6 +241,12 @@ func TestWebhookSeeds(t *testing.T) {
 		mg.mustApply(t, testdataFile("seldon/fixed-policies.yaml"), testdataFile("seldon/virtualservice.yaml"))
 	})
 
+	t.Run("deleting the DENY policy that covers the admitted route is refused", func(t *testing.T) {
+		_, errOut, err := env.Kubectl(t, "delete", "authorizationpolicy", "-n", "istio-system", "core-v2-ingress")
+		require.Error(t, err)
+		assert.Contains(t, errOut, "this change would leave Model seldon-mesh/iris uncovered")
+	})
+
 	t.Run("kserve namespace token: admitted, then weakening refused", func(t *testing.T) {
 		mg.mustApply(t, testdataFile("kserve/mesh.yaml"), testdataFile("kserve/policies.yaml"), testdataFile("kserve/model.yaml"))
 
@@ -254,6 +260,15 @@ func TestWebhookSeeds(t *testing.T) {
 
 		_, errOut, err = env.Kubectl(t, "delete", "authorizationpolicy", "-n", "models", "unrelated")
 		require.NoError(t, err, errOut)
+	})
+
+	t.Run("kserve without its RequestAuthentication: allowed, unreachable (warning)", func(t *testing.T) {
+		_, errOut, err := env.Kubectl(t, "delete", "requestauthentication", "-n", "models", "sample-jwt")
+		require.NoError(t, err, "nothing becomes exposed: %s", errOut)
+		out, err := mg.apply(t, testdataFile("kserve/model-relabelled.yaml"))
+		require.NoError(t, err, out)
+		assert.Contains(t, out, "Warning: [MODEL_UNREACHABLE]")
+		mg.mustApply(t, testdataFile("kserve/policies.yaml"))
 	})
 
 	t.Run("dropping cluster-local is refused", func(t *testing.T) {
@@ -301,15 +316,28 @@ func TestWebhookSeeds(t *testing.T) {
 		})
 	})
 
+	t.Run("nothing is refused in a terminating namespace", func(t *testing.T) {
+		// envtest runs no namespace controller: the namespace stays Terminating.
+		_, errOut, err := env.Kubectl(t, "delete", "namespace", "models", "--wait=false")
+		require.NoError(t, err, errOut)
+		testenv.Eventually(t, 30*time.Second, func(context.Context) error {
+			_, errOut, err := env.Kubectl(t, "delete", "peerauthentication", "-n", "models", "default")
+			if err != nil {
+				return fmt.Errorf("still refused: %s", errOut)
+			}
+			return nil
+		})
+	})
+
 	reportLatency(t, mg)
 
 	t.Run("restart: ready only after the caches sync, and still judging", func(t *testing.T) {
 		mg.setConfig(t, enforceConfig, "default")
 		mg.shutdown(t)
 		mg.start(t)
-		out, err := mg.apply(t, testdataFile("kserve/require-token-without-when.yaml"))
+		out, err := mg.apply(t, testdataFile("kserve/private-model-published.yaml"))
 		require.Error(t, err, out)
-		assert.Contains(t, out, "uncovered")
+		assert.Contains(t, out, "[JWT_ROUTE_UNCOVERED]")
 	})
 }
 
