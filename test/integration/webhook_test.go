@@ -296,6 +296,14 @@ func TestWebhookSeeds(t *testing.T) {
 		assert.Equal(t, "audited", l[len(l)-1]["decision"])
 	})
 
+	t.Run("a new mesh root namespace rebuilds the mesh state from the cache", func(t *testing.T) {
+		mg.setConfig(t, "apiVersion: modelguard.io/v1alpha1\nkind: GuardConfig\nmeshRootNamespace: mesh-root\nrules: [{name: rerooted, namespaceSelector: {}}]\n", "rerooted")
+		require.NoError(t, mg.server.Mesh.Ready())
+		out, err := mg.apply(t, testdataFile("kserve/private-model-published.yaml"))
+		require.Error(t, err, out)
+		assert.Contains(t, out, "[JWT_ROUTE_UNCOVERED]", "judged on the rebuilt snapshot, not refused for want of one")
+	})
+
 	t.Run("inject: stored with the planned annotations, judged with the planned policies", func(t *testing.T) {
 		mg.setConfig(t, injectConfig, "inject")
 		mg.mustApply(t, testdataFile("kserve/injected-model.yaml"))
