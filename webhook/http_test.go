@@ -21,15 +21,15 @@ func TestHTTPBadReviews(t *testing.T) {
 		"guard":    {Handler: f.guard()},
 	}
 	for name, body := range map[string]string{
-		"malformed JSON":                `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{`,
-		"no request":                    `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`,
-		"null request":                  `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`,
-		"request without kind":          `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","object":{"apiVersion":"v1"}}}`,
-		"object is not an object":       `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","kind":{"group":"serving.kserve.io","version":"v1beta1","kind":"InferenceService"},"object":"text"}}`,
-		"invalid UTF-8 in the object":   "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"1\",\"operation\":\"CREATE\",\"kind\":{\"group\":\"serving.kserve.io\",\"version\":\"v1beta1\",\"kind\":\"InferenceService\"},\"namespace\":\"models\",\"name\":\"x\",\"object\":{\"apiVersion\":\"serving.kserve.io/v1beta1\",\"kind\":\"InferenceService\",\"metadata\":{\"name\":\"x\xff\",\"namespace\":\"models\"},\"spec\":{\"predictor\":{}}}}}",
-		"null spec":                     `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","kind":{"group":"serving.kserve.io","version":"v1beta1","kind":"InferenceService"},"namespace":"models","name":"x","object":{"apiVersion":"serving.kserve.io/v1beta1","kind":"InferenceService","metadata":{"name":"x","namespace":"models"},"spec":null}}}`,
-		"DELETE without oldObject":      `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"DELETE","kind":{"group":"security.istio.io","version":"v1","kind":"PeerAuthentication"},"namespace":"models","name":"default"}}`,
-		"deeply nested JSON":            `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","kind":{"group":"serving.kserve.io","version":"v1beta1","kind":"InferenceService"},"namespace":"models","name":"x","object":{"apiVersion":"serving.kserve.io/v1beta1","kind":"InferenceService","metadata":{"name":"x"},"spec":{"predictor":` + strings.Repeat(`{"a":`, 200) + `1` + strings.Repeat(`}`, 200) + `}}}}`,
+		"malformed JSON":              `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{`,
+		"no request":                  `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`,
+		"null request":                `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":null}`,
+		"request without kind":        `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","object":{"apiVersion":"v1"}}}`,
+		"object is not an object":     `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","kind":{"group":"serving.kserve.io","version":"v1beta1","kind":"InferenceService"},"object":"text"}}`,
+		"invalid UTF-8 in the object": "{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\",\"request\":{\"uid\":\"1\",\"operation\":\"CREATE\",\"kind\":{\"group\":\"serving.kserve.io\",\"version\":\"v1beta1\",\"kind\":\"InferenceService\"},\"namespace\":\"models\",\"name\":\"x\",\"object\":{\"apiVersion\":\"serving.kserve.io/v1beta1\",\"kind\":\"InferenceService\",\"metadata\":{\"name\":\"x\xff\",\"namespace\":\"models\"},\"spec\":{\"predictor\":{}}}}}",
+		"null spec":                   `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","kind":{"group":"serving.kserve.io","version":"v1beta1","kind":"InferenceService"},"namespace":"models","name":"x","object":{"apiVersion":"serving.kserve.io/v1beta1","kind":"InferenceService","metadata":{"name":"x","namespace":"models"},"spec":null}}}`,
+		"DELETE without oldObject":    `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"DELETE","kind":{"group":"security.istio.io","version":"v1","kind":"PeerAuthentication"},"namespace":"models","name":"default"}}`,
+		"deeply nested JSON":          `{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"uid":"1","operation":"CREATE","kind":{"group":"serving.kserve.io","version":"v1beta1","kind":"InferenceService"},"namespace":"models","name":"x","object":{"apiVersion":"serving.kserve.io/v1beta1","kind":"InferenceService","metadata":{"name":"x"},"spec":{"predictor":` + strings.Repeat(`{"a":`, 200) + `1` + strings.Repeat(`}`, 200) + `}}}}`,
 	} {
 		for hookName, hook := range hooks {
 			t.Run(name+"/"+hookName, func(t *testing.T) {
