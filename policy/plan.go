@@ -96,14 +96,26 @@ func planDenyRule(in *Inject, obj *unstructured.Unstructured, kind string) *secu
 	return r
 }
 
-// generatedMeta names generated objects after their model, deterministically, within
-// Kubernetes' 63-character limit, and ties them to the model for garbage collection.
-func generatedMeta(obj *unstructured.Unstructured, kind, short string) metav1.ObjectMeta {
-	name := "modelguard-" + short + "-" + obj.GetName()
+// GeneratedName is the name of the RequestAuthentication and AuthorizationPolicy planned for
+// a model of the given kind (InferenceService or Model): deterministic, and within
+// Kubernetes' 63-character limit (a hash of the model's name keeps truncated names apart).
+func GeneratedName(kind, model string) string {
+	short := "isvc"
+	if kind == "Model" {
+		short = "model"
+	}
+	name := "modelguard-" + short + "-" + model
 	if len(name) > 63 {
-		sum := sha256.Sum256([]byte(obj.GetName()))
+		sum := sha256.Sum256([]byte(model))
 		name = name[:52] + "-" + hex.EncodeToString(sum[:])[:10]
 	}
+	return name
+}
+
+// generatedMeta names generated objects after their model and ties them to it for garbage
+// collection.
+func generatedMeta(obj *unstructured.Unstructured, kind, _ string) metav1.ObjectMeta {
+	name := GeneratedName(kind, obj.GetName())
 	m := metav1.ObjectMeta{Name: name, Namespace: obj.GetNamespace(), Labels: map[string]string{LabelManagedBy: ManagedByValue}}
 	if uid := obj.GetUID(); uid != "" {
 		controller := true

@@ -36,6 +36,7 @@ type Server struct {
 	Config  *ConfigStore
 	Mesh    *Mesh
 	Metrics *Metrics
+	Log     *slog.Logger // the JSON logger of audit lines and operational events
 }
 
 // Setup adds the mesh state, the GuardConfig watcher and the admission handlers to mgr, and a
@@ -70,7 +71,7 @@ func Setup(mgr manager.Manager, opts Options) (*Server, error) {
 	if err := mgr.AddReadyzCheck("webhook-server", srv.StartedChecker()); err != nil {
 		return nil, err
 	}
-	return &Server{Config: cfg, Mesh: mesh, Metrics: metrics}, nil
+	return &Server{Config: cfg, Mesh: mesh, Metrics: metrics, Log: log}, nil
 }
 
 // everyReplica is a Runnable that runs on every replica, leader or not: each replica serves

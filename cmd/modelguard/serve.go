@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"github.com/go-logr/logr"
 	"k8s.io/client-go/rest"
@@ -16,17 +17,28 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/modelguard/modelguard/reconciler"
 	"github.com/modelguard/modelguard/webhook"
 )
 
 // serveOptions are the flags of `modelguard serve`.
 type serveOptions struct {
-	config      string
-	certDir     string
-	webhookPort int
-	metricsAddr string
-	probeAddr   string
+	config        string
+	certDir       string
+	webhookPort   int
+	metricsAddr   string
+	probeAddr     string
+	leaderElect   bool
+	leaderElectNS string
+	trustedUsers  listFlag
+	noReconciler  bool
 }
+
+// listFlag collects a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func init() {
 	commands["serve"] = command{summary: "run the admission webhook (and, with its issue, the reconciler)", run: runServe}
@@ -60,6 +72,10 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, bool) {
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "HTTPS `PORT` of the admission webhooks")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "`ADDR` of the Prometheus metrics endpoint (0 disables it)")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "`ADDR` of /healthz and /readyz")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect one replica to run the reconciler (the webhook serves on every replica)")
+	fs.StringVar(&o.leaderElectNS, "leader-election-namespace", "modelguard-system", "`NAMESPACE` of the leader election Lease")
+	fs.Var(&o.trustedUsers, "trusted-user", "`USER` (e.g. system:serviceaccount:modelguard-system:modelguard, the reconciler's) whose changes to guarded policies are never refused; repeatable")
+	fs.BoolVar(&o.noReconciler, "no-reconciler", false, "serve admissions only, without the reconciler")
 	if err := fs.Parse(args); err != nil {
 		return o, false
 	}
@@ -77,18 +93,30 @@ func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut i
 		return err
 	}
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: o.metricsAddr},
-		HealthProbeBindAddress: o.probeAddr,
-		WebhookServer:          ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.webhookPort, CertDir: o.certDir}),
-		Cache:                  webhook.CacheOptions(),
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.webhookPort, CertDir: o.certDir}),
+		Cache:                   webhook.CacheOptions(),
+		LeaderElection:          o.leaderElect,
+		LeaderElectionID:        "modelguard-reconciler",
+		LeaderElectionNamespace: o.leaderElectNS,
+		// A new leader starts right away when the old one steps down cleanly.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		return fmt.Errorf("manager: %w", err)
 	}
-	if _, err := webhook.Setup(mgr, webhook.Options{ConfigPath: o.config, AuditOut: auditOut, Registry: crmetrics.Registry,
-		Recorder: mgr.GetEventRecorder("modelguard")}); err != nil {
+	recorder := mgr.GetEventRecorder("modelguard")
+	srv, err := webhook.Setup(mgr, webhook.Options{ConfigPath: o.config, AuditOut: auditOut, Registry: crmetrics.Registry,
+		Recorder: recorder, TrustedUsers: o.trustedUsers})
+	if err != nil {
 		return err
+	}
+	if !o.noReconciler {
+		if err := reconciler.Setup(mgr, srv.Config.Get, crmetrics.Registry, recorder, srv.Log); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

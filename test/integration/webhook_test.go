@@ -23,6 +23,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/modelguard/modelguard/reconciler"
 	"github.com/modelguard/modelguard/test/envtest"
 	"github.com/modelguard/modelguard/webhook"
 )
@@ -56,13 +57,16 @@ func (s *syncBuffer) lines(t *testing.T) []map[string]any {
 // modelguard is a running `modelguard serve` (its manager, in process) registered with the
 // test API server through real Mutating/ValidatingWebhookConfigurations and real TLS.
 type modelguard struct {
-	env      *testenv.Env
-	server   *webhook.Server
-	registry *prometheus.Registry
-	audit    *syncBuffer
-	config   string
-	stop     context.CancelFunc
-	done     chan error
+	env *testenv.Env
+	// reconcile runs the reconciler in the same manager, as its own user (trusted by the
+	// guard, as the reconciler's service account is in a cluster).
+	reconcile bool
+	server    *webhook.Server
+	registry  *prometheus.Registry
+	audit     *syncBuffer
+	config    string
+	stop      context.CancelFunc
+	done      chan error
 }
 
 // startEnv starts the API server with modelguard's webhook configurations installed.
@@ -79,11 +83,19 @@ func startEnv(t *testing.T) *testenv.Env {
 	}})
 }
 
+// reconcilerUser is the identity the in-process reconciler uses against the test API server.
+const reconcilerUser = "modelguard-reconciler"
+
 // startModelguard runs the manager until the test ends (or stop is called) and waits until it
 // is ready: mesh state synced, webhook server serving.
 func startModelguard(t *testing.T, env *testenv.Env, configYAML string) *modelguard {
 	t.Helper()
-	mg := &modelguard{env: env, audit: &syncBuffer{}, registry: prometheus.NewRegistry()}
+	return startModelguardWith(t, &modelguard{env: env}, configYAML)
+}
+
+func startModelguardWith(t *testing.T, mg *modelguard, configYAML string) *modelguard {
+	t.Helper()
+	mg.audit, mg.registry = &syncBuffer{}, prometheus.NewRegistry()
 	mg.config = filepath.Join(t.TempDir(), "guard.yaml")
 	require.NoError(t, os.WriteFile(mg.config, []byte(configYAML), 0o600))
 	mg.start(t)
@@ -95,7 +107,13 @@ func (mg *modelguard) start(t *testing.T) {
 	wio := mg.env.Environment.WebhookInstallOptions
 	scheme, err := webhook.NewScheme()
 	require.NoError(t, err)
-	mgr, err := ctrl.NewManager(mg.env.Config, ctrl.Options{
+	restCfg, trusted := mg.env.Config, []string(nil)
+	if mg.reconcile {
+		user, err := mg.env.Environment.AddUser(envtest.User{Name: reconcilerUser, Groups: []string{"system:masters"}}, nil)
+		require.NoError(t, err)
+		restCfg, trusted = user.Config(), []string{reconcilerUser}
+	}
+	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
@@ -104,9 +122,13 @@ func (mg *modelguard) start(t *testing.T) {
 	})
 	require.NoError(t, err)
 	mg.registry = prometheus.NewRegistry()
+	recorder := mgr.GetEventRecorder("modelguard")
 	mg.server, err = webhook.Setup(mgr, webhook.Options{ConfigPath: mg.config, ReloadInterval: 200 * time.Millisecond,
-		AuditOut: mg.audit, Registry: mg.registry, Recorder: mgr.GetEventRecorder("modelguard")})
+		AuditOut: mg.audit, Registry: mg.registry, Recorder: recorder, TrustedUsers: trusted})
 	require.NoError(t, err)
+	if mg.reconcile {
+		require.NoError(t, reconciler.Setup(mgr, mg.server.Config.Get, mg.registry, recorder, mg.server.Log))
+	}
 	require.Error(t, mg.server.Mesh.Ready(), "not ready before the caches have synced")
 	ctx, cancel := context.WithCancel(context.Background())
 	mg.stop, mg.done = cancel, make(chan error, 1)

@@ -1,0 +1,33 @@
+package reconciler
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/modelguard/modelguard/policy"
+)
+
+// Setup registers one reconciler per model kind the cluster serves (KServe or Seldon may be
+// absent). The controllers run on the leader only; the webhook serves on every replica.
+func Setup(mgr ctrl.Manager, config func() *policy.GuardConfig, reg prometheus.Registerer, recorder events.EventRecorder, log *slog.Logger) error {
+	results := NewResults(reg)
+	for _, gvk := range []schema.GroupVersionKind{policy.GVKInferenceService, policy.GVKModel} {
+		if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); meta.IsNoMatchError(err) {
+			log.Info("kind not served by the cluster: no reconciler", slog.String("kind", gvk.String()))
+			continue
+		} else if err != nil {
+			return fmt.Errorf("discovering %s: %w", gvk, err)
+		}
+		r := &Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), GVK: gvk, Config: config, Recorder: recorder, Results: results}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("reconciler for %s: %w", gvk.Kind, err)
+		}
+	}
+	return nil
+}
