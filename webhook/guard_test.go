@@ -86,3 +86,27 @@ func (f *fixture) guard() *Guard {
 func (f *fixture) guardHandle(req admission.Request) admission.Response {
 	return f.guard().Handle(context.Background(), req)
 }
+
+// Generated policies are modelguard's: nobody else may change what they do.
+func TestGuardProtectsGeneratedPolicies(t *testing.T) {
+	f := seed002(t)
+	f.guard().TrustedUsers = []string{"system:serviceaccount:modelguard-system:modelguard"}
+	for name, req := range map[string]admission.Request{
+		"deleted by a user": deletion(t, "generated-ap.yaml", "bob"),
+		"narrowed by a user": func() admission.Request {
+			r := update(t, "generated-ap.yaml", "generated-ap-narrowed.yaml")
+			r.UserInfo.Username = "bob"
+			return r
+		}(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			resp := f.guardHandle(req)
+			require.False(t, resp.Allowed)
+			assert.Contains(t, resp.Result.Message, "GENERATED_POLICY_CHANGED")
+		})
+	}
+	assert.True(t, f.guardHandle(deletion(t, "generated-ap.yaml", "system:serviceaccount:modelguard-system:modelguard")).Allowed, "the reconciler may")
+	labelled := update(t, "generated-ap.yaml", "generated-ap-labelled.yaml")
+	labelled.UserInfo.Username = "bob"
+	assert.True(t, f.guardHandle(labelled).Allowed, "a label is not a change of what the policy does")
+}

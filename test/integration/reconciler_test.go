@@ -23,9 +23,16 @@ import (
 
 var update = flag.Bool("update", false, "rewrite golden files")
 
+// reconcileConfig injects everywhere; namespace "rebuilt" rolls out in Audit mode, so that
+// edits of its generated policies are audited rather than refused and the reconciler's
+// restoring can be measured.
 const reconcileConfig = `apiVersion: modelguard.io/v1alpha1
 kind: GuardConfig
 rules:
+- name: rollout
+  namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: rebuilt}}
+  mode: Audit
+  inject: {issuer: "https://issuer.example.com", jwksUri: "https://issuer.example.com/.well-known/jwks.json", audiences: [models]}
 - name: inject
   namespaceSelector: {}
   inject: {issuer: "https://issuer.example.com", jwksUri: "https://issuer.example.com/.well-known/jwks.json", audiences: [models]}
@@ -165,4 +172,82 @@ func golden(t *testing.T, file, got string) {
 	want, err := os.ReadFile(path)
 	require.NoError(t, err, "run `go test ./test/integration -run %s -update` to create it", t.Name())
 	assert.Equal(t, string(want), got, "golden file %s (-update to accept)", path)
+}
+
+// TestReconcilerSeldon: the policy generated for one Seldon model covers its REST and gRPC
+// routes and leaves a second model behind the same mesh Service exactly as it was; removing
+// the inject annotation removes the model's generated objects.
+func TestReconcilerSeldon(t *testing.T) {
+	env := startEnv(t)
+	mg := startModelguardWith(t, &modelguard{env: env, reconcile: true}, reconcileConfig)
+	mg.mustApply(t, testdataFile("seldon/mesh.yaml"), testdataFile("reconcile/seldon-models.yaml"))
+	irisAP := waitGenerated(t, env, "seldon-rec", "Model", "iris")
+	waitGenerated(t, env, "seldon-rec", "Model", "wine")
+
+	snap, err := mg.server.Mesh.Snapshot()
+	require.NoError(t, err)
+	model := func(name string) client.Object {
+		m := testenv.NewUnstructured(policy.GVKModel, "seldon-rec", name)
+		require.NoError(t, env.Client.Get(context.Background(), client.ObjectKeyFromObject(m), m))
+		return m
+	}
+	cfg := policy.DefaultConfig() // no inject: only the objects that exist count
+
+	t.Run("iris is covered on REST and gRPC by what was generated", func(t *testing.T) {
+		testenv.Eventually(t, 10*time.Second, func(context.Context) error {
+			v := policy.Evaluate(cfg, snap, model("iris"), policy.Options{})
+			if hasCode(v, policy.CodeJWTRouteUncovered) {
+				return fmt.Errorf("uncovered: %v", v.Findings)
+			}
+			return nil
+		})
+		assert.Equal(t, []string{"iris"}, irisAP.Spec.GetRules()[0].GetWhen()[0].GetValues(), "the rule only holds for requests routed to iris")
+	})
+
+	t.Run("iris's policy changes nothing for wine", func(t *testing.T) {
+		with := policy.Evaluate(cfg, snap, model("wine"), policy.Options{})
+		without := policy.Evaluate(cfg, snap, model("wine"), policy.Options{Change: &policy.Change{Old: irisAP}})
+		assert.Equal(t, without.Findings, with.Findings)
+		assert.Equal(t, without.Decision(), with.Decision())
+	})
+
+	t.Run("in Enforce mode nobody but modelguard may change a generated policy", func(t *testing.T) {
+		_, errOut, err := env.Kubectl(t, "delete", "authorizationpolicy", "-n", "seldon-rec", policy.GeneratedName("Model", "wine"))
+		require.Error(t, err)
+		assert.Contains(t, errOut, "GENERATED_POLICY_CHANGED")
+		assert.Contains(t, errOut, "change the GuardConfig instead")
+	})
+
+	t.Run("no inject: the generated objects are removed", func(t *testing.T) {
+		mg.setConfig(t, "apiVersion: modelguard.io/v1alpha1\nkind: GuardConfig\nrules: [{name: plain, namespaceSelector: {}, mode: Audit}]\n", "plain")
+		mg.mustApply(t, testdataFile("reconcile/iris-relabelled.yaml")) // the mutator strips the annotations
+		name := types.NamespacedName{Namespace: "seldon-rec", Name: policy.GeneratedName("Model", "iris")}
+		testenv.Eventually(t, 30*time.Second, func(ctx context.Context) error {
+			if err := env.Client.Get(ctx, name, &securityv1.AuthorizationPolicy{}); !apierrors.IsNotFound(err) {
+				return fmt.Errorf("still there: %v", err)
+			}
+			return nil
+		})
+		wine := types.NamespacedName{Namespace: "seldon-rec", Name: policy.GeneratedName("Model", "wine")}
+		require.NoError(t, env.Client.Get(context.Background(), wine, &securityv1.AuthorizationPolicy{}), "wine keeps its own")
+		assert.GreaterOrEqual(t, mg.counter(t, "modelguard_reconcile_total", map[string]string{"kind": "Model", "result": "removed"}), 1.0)
+	})
+}
+
+func waitGenerated(t *testing.T, env *testenv.Env, ns, kind, model string) *securityv1.AuthorizationPolicy {
+	t.Helper()
+	ap := &securityv1.AuthorizationPolicy{}
+	name := types.NamespacedName{Namespace: ns, Name: policy.GeneratedName(kind, model)}
+	testenv.Eventually(t, 30*time.Second, func(ctx context.Context) error { return env.Client.Get(ctx, name, ap) })
+	ap.APIVersion, ap.Kind = "security.istio.io/v1", "AuthorizationPolicy"
+	return ap
+}
+
+func hasCode(v policy.Verdict, c policy.Code) bool {
+	for _, f := range v.Findings {
+		if f.Code == c {
+			return true
+		}
+	}
+	return false
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
@@ -83,6 +84,8 @@ func startEnv(t *testing.T) *testenv.Env {
 	}})
 }
 
+var skipNameValidation = true
+
 // reconcilerUser is the identity the in-process reconciler uses against the test API server.
 const reconcilerUser = "modelguard-reconciler"
 
@@ -119,6 +122,8 @@ func (mg *modelguard) start(t *testing.T) {
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir}),
 		Cache: webhook.CacheOptions(),
+		// Several tests (and restarts) in one process register the same controller names.
+		Controller: config.Controller{SkipNameValidation: &skipNameValidation},
 	})
 	require.NoError(t, err)
 	mg.registry = prometheus.NewRegistry()
