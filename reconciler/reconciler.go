@@ -24,7 +24,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/modelguard/modelguard/policy"
 )
@@ -53,6 +56,9 @@ type Reconciler struct {
 	// applied remembers the generated objects this process has made exist, so that a
 	// missing one is reported as restored (someone deleted it), not as created.
 	applied sync.Map
+	// resync carries every model back through Reconcile when the GuardConfig changes (a new
+	// issuer, inject added or removed): the plan depends on it, not only on the model.
+	resync chan event.GenericEvent
 }
 
 // NewResults creates modelguard_reconcile_total and registers it on reg.
@@ -71,13 +77,34 @@ func NewResults(reg prometheus.Registerer) *prometheus.CounterVec {
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	model := &unstructured.Unstructured{}
 	model.SetGroupVersionKind(r.GVK)
+	r.resync = make(chan event.GenericEvent, 1024)
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("modelguard-" + r.GVK.Kind).
 		For(model).
 		Owns(&securityv1.RequestAuthentication{}).
 		Owns(&securityv1.AuthorizationPolicy{}).
+		WatchesRawSource(source.Channel(r.resync, &handler.EnqueueRequestForObject{})).
 		WithOptions(controller.Options{RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](200*time.Millisecond, 2*time.Minute)}).
 		Complete(r)
+}
+
+// ResyncAll queues every model of the reconciler's kind (from the cache) for reconciliation;
+// it returns at once and works in the background.
+func (r *Reconciler) ResyncAll(ctx context.Context) {
+	go func() {
+		list := &unstructured.UnstructuredList{}
+		list.SetGroupVersionKind(r.GVK.GroupVersion().WithKind(r.GVK.Kind + "List"))
+		if err := r.Client.List(ctx, list); err != nil {
+			return // the next model event or config change reconciles again
+		}
+		for i := range list.Items {
+			select {
+			case r.resync <- event.GenericEvent{Object: &list.Items[i]}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 }
 
 // Reconcile brings one model's generated policies to its plan.

@@ -1,6 +1,7 @@
 package reconciler
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 
@@ -14,20 +15,27 @@ import (
 )
 
 // Setup registers one reconciler per model kind the cluster serves (KServe or Seldon may be
-// absent). The controllers run on the leader only; the webhook serves on every replica.
-func Setup(mgr ctrl.Manager, config func() *policy.GuardConfig, reg prometheus.Registerer, recorder events.EventRecorder, log *slog.Logger) error {
+// absent). The controllers run on the leader only; the webhook serves on every replica. Call
+// the returned function after every GuardConfig change: it reconciles every model again.
+func Setup(mgr ctrl.Manager, config func() *policy.GuardConfig, reg prometheus.Registerer, recorder events.EventRecorder, log *slog.Logger) (func(context.Context), error) {
 	results := NewResults(reg)
+	var all []*Reconciler
 	for _, gvk := range []schema.GroupVersionKind{policy.GVKInferenceService, policy.GVKModel} {
 		if _, err := mgr.GetRESTMapper().RESTMapping(gvk.GroupKind(), gvk.Version); meta.IsNoMatchError(err) {
 			log.Info("kind not served by the cluster: no reconciler", slog.String("kind", gvk.String()))
 			continue
 		} else if err != nil {
-			return fmt.Errorf("discovering %s: %w", gvk, err)
+			return nil, fmt.Errorf("discovering %s: %w", gvk, err)
 		}
 		r := &Reconciler{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), GVK: gvk, Config: config, Recorder: recorder, Results: results}
 		if err := r.SetupWithManager(mgr); err != nil {
-			return fmt.Errorf("reconciler for %s: %w", gvk.Kind, err)
+			return nil, fmt.Errorf("reconciler for %s: %w", gvk.Kind, err)
 		}
+		all = append(all, r)
 	}
-	return nil
+	return func(ctx context.Context) {
+		for _, r := range all {
+			r.ResyncAll(ctx)
+		}
+	}, nil
 }

@@ -17,6 +17,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/modelguard/modelguard/policy"
 	"github.com/modelguard/modelguard/reconciler"
 	"github.com/modelguard/modelguard/webhook"
 )
@@ -114,9 +115,11 @@ func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut i
 		return err
 	}
 	if !o.noReconciler {
-		if err := reconciler.Setup(mgr, srv.Config.Get, crmetrics.Registry, recorder, srv.Log); err != nil {
+		resync, err := reconciler.Setup(mgr, srv.Config.Get, crmetrics.Registry, recorder, srv.Log)
+		if err != nil {
 			return err
 		}
+		srv.Config.OnChange(func(_, _ *policy.GuardConfig) { resync(ctx) })
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err

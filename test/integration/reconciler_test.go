@@ -218,19 +218,24 @@ func TestReconcilerSeldon(t *testing.T) {
 		assert.Contains(t, errOut, "change the GuardConfig instead")
 	})
 
-	t.Run("no inject: the generated objects are removed", func(t *testing.T) {
+	t.Run("a config without inject removes every model's generated objects", func(t *testing.T) {
+		// No model changes: the config change alone sends every model back through the
+		// reconciler (the plan depends on the config).
 		mg.setConfig(t, "apiVersion: modelguard.io/v1alpha1\nkind: GuardConfig\nrules: [{name: plain, namespaceSelector: {}, mode: Audit}]\n", "plain")
-		mg.mustApply(t, testdataFile("reconcile/iris-relabelled.yaml")) // the mutator strips the annotations
-		name := types.NamespacedName{Namespace: "seldon-rec", Name: policy.GeneratedName("Model", "iris")}
-		testenv.Eventually(t, 30*time.Second, func(ctx context.Context) error {
-			if err := env.Client.Get(ctx, name, &securityv1.AuthorizationPolicy{}); !apierrors.IsNotFound(err) {
-				return fmt.Errorf("still there: %v", err)
-			}
-			return nil
-		})
-		wine := types.NamespacedName{Namespace: "seldon-rec", Name: policy.GeneratedName("Model", "wine")}
-		require.NoError(t, env.Client.Get(context.Background(), wine, &securityv1.AuthorizationPolicy{}), "wine keeps its own")
-		assert.GreaterOrEqual(t, mg.counter(t, "modelguard_reconcile_total", map[string]string{"kind": "Model", "result": "removed"}), 1.0)
+		for _, m := range []string{"iris", "wine"} {
+			name := types.NamespacedName{Namespace: "seldon-rec", Name: policy.GeneratedName("Model", m)}
+			testenv.Eventually(t, 30*time.Second, func(ctx context.Context) error {
+				if err := env.Client.Get(ctx, name, &securityv1.AuthorizationPolicy{}); !apierrors.IsNotFound(err) {
+					return fmt.Errorf("%s still there: %v", name, err)
+				}
+				return nil
+			})
+		}
+		assert.GreaterOrEqual(t, mg.counter(t, "modelguard_reconcile_total", map[string]string{"kind": "Model", "result": "removed"}), 2.0)
+		mg.mustApply(t, testdataFile("reconcile/iris-relabelled.yaml")) // the mutator now strips the annotations
+		out, _, err := env.Kubectl(t, "get", "model", "-n", "seldon-rec", "iris", "-o", "jsonpath={.metadata.annotations}")
+		require.NoError(t, err)
+		assert.NotContains(t, out, "modelguard.io/inject")
 	})
 }
 

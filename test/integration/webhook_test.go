@@ -24,6 +24,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	"github.com/modelguard/modelguard/policy"
 	"github.com/modelguard/modelguard/reconciler"
 	"github.com/modelguard/modelguard/test/envtest"
 	"github.com/modelguard/modelguard/webhook"
@@ -131,11 +132,16 @@ func (mg *modelguard) start(t *testing.T) {
 	mg.server, err = webhook.Setup(mgr, webhook.Options{ConfigPath: mg.config, ReloadInterval: 200 * time.Millisecond,
 		AuditOut: mg.audit, Registry: mg.registry, Recorder: recorder, TrustedUsers: trusted})
 	require.NoError(t, err)
+	var resync func(context.Context)
 	if mg.reconcile {
-		require.NoError(t, reconciler.Setup(mgr, mg.server.Config.Get, mg.registry, recorder, mg.server.Log))
+		resync, err = reconciler.Setup(mgr, mg.server.Config.Get, mg.registry, recorder, mg.server.Log)
+		require.NoError(t, err)
 	}
 	require.Error(t, mg.server.Mesh.Ready(), "not ready before the caches have synced")
 	ctx, cancel := context.WithCancel(context.Background())
+	if resync != nil {
+		mg.server.Config.OnChange(func(_, _ *policy.GuardConfig) { resync(ctx) })
+	}
 	mg.stop, mg.done = cancel, make(chan error, 1)
 	go func() { mg.done <- mgr.Start(ctx) }()
 	t.Cleanup(func() { mg.shutdown(t) })
