@@ -7,7 +7,7 @@ STATICCHECK_VERSION := v0.8.2
 LDFLAGS := -s -w -X main.version=$(VERSION)
 PKGS := ./...
 
-.PHONY: all build test envtest-assets lint fmt vet staticcheck bench fuzz generate clean
+.PHONY: all build test demo envtest-assets lint fmt vet staticcheck bench fuzz generate clean
 
 all: build
 
@@ -19,6 +19,10 @@ test: ## Run every test (integration tests against a real kube-apiserver and etc
 	@assets=$$(hack/envtest-assets) || { echo "make test: hack/envtest-assets failed: no kube-apiserver/etcd to test against" >&2; exit 1; }; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 $(PKGS)
+
+demo: build ## Run modelguard on a local kube-apiserver and show it deciding on the seed scenarios.
+	@assets=$$(hack/envtest-assets) || { echo "make demo: hack/envtest-assets failed" >&2; exit 1; }; \
+	KUBEBUILDER_ASSETS="$$assets" $(GO) run ./hack/demo
 
 envtest-assets: ## Build (once) kube-apiserver and etcd for the tests; prints their directory.
 	@hack/envtest-assets
