@@ -43,8 +43,9 @@ $(BIN)/staticcheck-$(STATICCHECK_VERSION):
 staticcheck: $(BIN)/staticcheck-$(STATICCHECK_VERSION)
 	$< $(PKGS)
 
-generate: ## Re-render generated docs (the findings catalogue in README.md).
+generate: ## Re-render generated files (README's findings catalogue, manifests/base/webhooks.yaml).
 	$(GO) generate ./policy/...
+	$(GO) run ./hack/genmanifests
 
 bench: ## Benchmarks quoted in issue notes (medians: compare runs with benchstat).
 	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./policy/ ./cmd/modelguard/ | tee bench.txt

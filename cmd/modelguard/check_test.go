@@ -447,3 +447,41 @@ func TestReadmeSeedExample(t *testing.T) {
 		t.Fatalf("exit %d, want 1 with the gRPC gap named:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestReadmeCommands runs every `bin/modelguard check` command of the README's sh blocks: each
+// must parse and judge (exit 0 or 1), never fail as a usage or input error.
+func TestReadmeCommands(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	inSh, ran := false, 0
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.HasPrefix(line, "```sh"):
+			inSh = true
+			continue
+		case strings.HasPrefix(line, "```"):
+			inSh = false
+			continue
+		}
+		cmdline := strings.TrimSpace(strings.SplitN(line, "#", 2)[0])
+		if !inSh || !strings.HasPrefix(cmdline, "bin/modelguard check ") {
+			continue
+		}
+		args := strings.Fields(strings.TrimPrefix(cmdline, "bin/modelguard check "))
+		for i, a := range args {
+			if !strings.HasPrefix(a, "-") && i > 0 && args[i-1] == "-f" {
+				args[i] = filepath.Join("..", "..", a)
+			}
+		}
+		r := check(t, "", args...)
+		if r.code != exitOK && r.code != exitDenied {
+			t.Errorf("README command %q: exit %d\n%s", cmdline, r.code, r.stderr)
+		}
+		ran++
+	}
+	if ran < 3 {
+		t.Fatalf("found %d README commands, want at least 3", ran)
+	}
+}

@@ -42,7 +42,7 @@ func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func init() {
-	commands["serve"] = command{summary: "run the admission webhook (and, with its issue, the reconciler)", run: runServe}
+	commands["serve"] = command{summary: "run the admission webhooks and the reconciler (a controller-runtime manager)", run: runServe}
 }
 
 func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {

@@ -5,12 +5,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -83,13 +85,35 @@ func buildModelguard(t *testing.T) string {
 	return bin
 }
 
+// freePort picks a port for a server a test starts. It draws below Linux's ephemeral range
+// (32768 and up), where the outgoing connections of other processes (kubectl, the API server)
+// take their local ports, so the port is still free when the server binds it a moment later;
+// and it never hands out the same port twice in one test binary.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 1000 {
+		p := 20000 + rand.IntN(12000)
+		if portsUsed[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsUsed[p] = true
+		return p
+	}
+	t.Fatal("no free port in 20000-31999")
+	return 0
 }
+
+var (
+	portsMu   sync.Mutex
+	portsUsed = map[int]bool{}
+)
 
 func httpOK(url string) error {
 	body, err := httpGet(url)
