@@ -26,6 +26,7 @@ func TestDemo(t *testing.T) {
 	text := out.String()
 	assert.Contains(t, text, `admission webhook "validate.models.modelguard.io" denied the request: modelguard denied VirtualService seldon-mesh/iris-route`)
 	assert.Contains(t, text, `admission webhook "guard.policies.modelguard.io" denied the request`)
+	assert.Contains(t, text, "Warning: [MODEL_UNREACHABLE]")
 	assert.Contains(t, text, "inject=true issuer=https://issuer.example.com rule=generated")
 	assert.Contains(t, text, "name: modelguard-isvc-sample")
 	assert.Contains(t, text, `"decision":"denied"`)
