@@ -248,21 +248,16 @@ func (ev *evaluation) judgeReachable(p *pair) {
 			return
 		}
 		if iss != "" {
-			why = fmt.Sprintf("a token from %s is refused: %s", iss, firstNonEmpty(gv.reason(), mv.reason()))
+			where, hv := "at the model", mv
+			if gv.denied {
+				where, hv = "at the gateway", gv
+			}
+			why = fmt.Sprintf("a token from %s is refused %s: %s", iss, where, hv.reason())
 		}
 	}
 	ev.add(Finding{Code: CodeModelUnreachable, Severity: SeverityWarning, Route: p.x.route.String(),
 		Message: fmt.Sprintf("%s cannot be called with a valid JWT: %s", p.x.target.ref, why),
 		Fix:     "Make a RequestAuthentication with the issuer's jwtRules select the workload where the policy requires a principal (check its selector labels against the pods)."})
-}
-
-func firstNonEmpty(xs ...string) string {
-	for _, x := range xs {
-		if x != "" {
-			return x
-		}
-	}
-	return ""
 }
 
 // gapFinding describes an uncovered route with the reasons at each hop and, when the oracle
