@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -35,6 +36,16 @@ type decisionRecord struct {
 	decision string         // allowed, denied, warned, audited, errored
 	verdict  policy.Verdict
 	message  string // for errored decisions
+}
+
+// decide runs one handler's decision, then records it (audit line, metrics, Event) and the
+// time it took: every handler answers through here.
+func (a *Auditor) decide(ctx context.Context, req admission.Request, fn func(admission.Request) (admission.Response, decisionRecord)) admission.Response {
+	start := time.Now()
+	resp, rec := fn(req)
+	a.record(ctx, rec)
+	a.Metrics.Duration.Observe(time.Since(start).Seconds())
+	return resp
 }
 
 // record writes the audit line, the metrics and the Event of one decision.

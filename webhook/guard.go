@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -51,11 +50,7 @@ var systemDeleters = []string{
 
 // Handle decides one policy change.
 func (g *Guard) Handle(ctx context.Context, req admission.Request) admission.Response {
-	start := time.Now()
-	resp, rec := g.decide(req)
-	g.Audit.record(ctx, rec)
-	g.Audit.Metrics.Duration.Observe(time.Since(start).Seconds())
-	return resp
+	return g.Audit.decide(ctx, req, g.decide)
 }
 
 func (g *Guard) decide(req admission.Request) (admission.Response, decisionRecord) {

@@ -7,7 +7,6 @@ import (
 	"maps"
 	"sort"
 	"strings"
-	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -37,11 +36,7 @@ var modelKinds = map[schema.GroupKind]bool{
 
 // Handle mutates one admission request.
 func (m *Mutator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	start := time.Now()
-	resp, rec := m.mutate(req)
-	m.Audit.record(ctx, rec)
-	m.Audit.Metrics.Duration.Observe(time.Since(start).Seconds())
-	return resp
+	return m.Audit.decide(ctx, req, m.mutate)
 }
 
 func (m *Mutator) mutate(req admission.Request) (admission.Response, decisionRecord) {

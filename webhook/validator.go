@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -46,11 +45,7 @@ var judgedKinds = map[schema.GroupKind]bool{
 
 // Handle decides one admission request.
 func (v *Validator) Handle(ctx context.Context, req admission.Request) admission.Response {
-	start := time.Now()
-	resp, rec := v.decide(req)
-	v.Audit.record(ctx, rec)
-	v.Audit.Metrics.Duration.Observe(time.Since(start).Seconds())
-	return resp
+	return v.Audit.decide(ctx, req, v.decide)
 }
 
 func (v *Validator) decide(req admission.Request) (admission.Response, decisionRecord) {
