@@ -16,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/modelguard/modelguard/policy"
+	"github.com/modelguard/modelguard/test/fleet"
 )
 
 // The snapshot is updated in place by informers: every index must follow updates and
@@ -110,4 +111,33 @@ func benchAP(ns string, _ int) *securityv1.AuthorizationPolicy {
 	p.Spec.Selector = &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"serving.kserve.io/inferenceservice": "model"}}
 	p.Spec.Rules = []*securityapi.Rule{{From: []*securityapi.Rule_From{{Source: &securityapi.Source{NotRequestPrincipals: []string{"*"}}}}}}
 	return p
+}
+
+// Informers write the snapshot while admissions read it: run both at once (under -race in
+// CI's race runs, this is what catches a missing lock).
+func TestSnapshotConcurrentUse(t *testing.T) {
+	cfg := policy.DefaultConfig()
+	snap := policy.NewSnapshot(cfg)
+	objs := fleet.Mesh(20)
+	for _, o := range objs {
+		require.NoError(t, snap.Upsert(o))
+	}
+	subject := fleet.InferenceService(fleet.Namespace(3), "model")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 200 {
+			o := objs[i%len(objs)]
+			if i%3 == 0 {
+				_ = snap.Delete(o)
+			}
+			_ = snap.Upsert(o)
+		}
+	}()
+	for range 200 {
+		_ = policy.Evaluate(cfg, snap, subject, policy.Options{})
+		_ = snap.NamespaceLabels(fleet.Namespace(3))
+	}
+	<-done
+	assert.True(t, policy.Evaluate(cfg, snap, subject, policy.Options{}).Allowed, "every object is back: covered again")
 }
