@@ -48,8 +48,12 @@ generate: ## Re-render generated files (README's findings catalogue, manifests/b
 	$(GO) generate ./policy/...
 	$(GO) run ./hack/genmanifests
 
-bench: ## Benchmarks quoted in issue notes (medians: compare runs with benchstat).
-	$(GO) test -run='^$$' -bench=. -benchmem -count=5 ./policy/ ./cmd/modelguard/ | tee bench.txt
+BENCH_RUNS ?= 5
+BENCH_SOAK ?= 5m
+bench: build ## The performance suite (README "Performance"): go benchmarks of the hot paths into bench.txt (compare runs with benchstat), then hack/bench: load, API-server overhead, scale curve and CLI, as one table (full report in bench.json).
+	$(GO) test -run='^$$' -bench=. -benchmem -count=$(BENCH_RUNS) ./policy/ ./policy/decode/ ./webhook/ ./cmd/modelguard/ > bench.txt
+	@echo "go benchmarks: bench.txt"
+	$(GO) run ./hack/bench -runs $(BENCH_RUNS) -soak $(BENCH_SOAK) -json bench.json
 
 FUZZTIME ?= 60s
 fuzz: ## Run every fuzz target for FUZZTIME each (not part of `make test`).
@@ -60,4 +64,4 @@ fuzz: ## Run every fuzz target for FUZZTIME each (not part of `make test`).
 	done
 
 clean:
-	rm -rf $(BIN) bench.txt
+	rm -rf $(BIN) bench.txt bench.json

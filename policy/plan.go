@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 
 	yamlv3 "go.yaml.in/yaml/v3"
 	securityapi "istio.io/api/security/v1beta1"
@@ -193,6 +195,10 @@ func (ev *evaluation) fixFor(t *target) string {
 	if r := ev.cfg.ruleFor(ev.snap.namespaceLabels(u.GetNamespace())); r != nil && r.Inject != nil {
 		rule.Inject = r.Inject
 	}
+	key := fixKey(rule.Inject, u)
+	if out, ok := fixes.get(key); ok {
+		return out
+	}
 	p, err := PlanFor(rule, u)
 	if err != nil || p == nil {
 		return ""
@@ -201,7 +207,44 @@ func (ev *evaluation) fixFor(t *target) string {
 	if err != nil {
 		return ""
 	}
+	fixes.put(key, out)
 	return out
+}
+
+// fixes memoises rendered fixes. Rendering goes through JSON and a YAML parse and emit: in
+// the webhook's CPU and allocation profiles it was half of what a denial cost, and the same
+// fix is rendered for each finding of a model and again whenever the same object is retried.
+// The YAML depends only on what fixKey holds; the cache is bounded and cleared when full.
+var fixes = &fixCache{m: map[string]string{}}
+
+const fixCacheSize = 4096
+
+type fixCache struct {
+	mu sync.Mutex
+	m  map[string]string
+}
+
+func (c *fixCache) get(k string) (string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	v, ok := c.m[k]
+	return v, ok
+}
+
+func (c *fixCache) put(k, v string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= fixCacheSize {
+		clear(c.m)
+	}
+	c.m[k] = v
+}
+
+// fixKey is everything the rendered fix depends on: the model's kind, namespace and name and
+// the inject settings (the YAML leaves out owner references, hence the UID).
+func fixKey(in *Inject, u *unstructured.Unstructured) string {
+	return strings.Join([]string{u.GetKind(), u.GetNamespace(), u.GetName(), in.Issuer, in.JwksURI,
+		strings.Join(in.Audiences, ","), strconv.FormatBool(in.AllowSameNamespace)}, "\x00")
 }
 
 // YAML renders the planned objects as a YAML stream a user can apply (owner references and

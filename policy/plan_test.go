@@ -12,6 +12,7 @@ import (
 
 	"github.com/modelguard/modelguard/policy"
 	"github.com/modelguard/modelguard/policy/decode"
+	"github.com/modelguard/modelguard/test/fleet"
 )
 
 func injectRule(sameNS bool) *policy.Rule {
@@ -97,4 +98,45 @@ func TestAnnotationsMatch(t *testing.T) {
 	ann[policy.AnnotationPrefix+"extra"] = "1"
 	u.SetAnnotations(ann)
 	assert.False(t, policy.AnnotationsMatch(u, p), "an unplanned modelguard.io/ annotation is a mismatch")
+}
+
+// Fixes are memoised across evaluations: a second denial of the same model must show the
+// same fix, and a change of the rule's inject settings or of the model must show a new one.
+func TestFixFollowsConfigAndModel(t *testing.T) {
+	config := func(issuer string) *policy.GuardConfig {
+		cfg, err := policy.ParseConfig("test", []byte(`apiVersion: modelguard.io/v1alpha1
+kind: GuardConfig
+rules:
+- name: inject
+  namespaceSelector: {}
+  mode: Enforce
+  inject: {issuer: "`+issuer+`", jwksUri: "`+issuer+`/jwks"}
+`))
+		require.NoError(t, err)
+		return cfg
+	}
+	fixOf := func(cfg *policy.GuardConfig, name string) string {
+		snap := policy.NewSnapshot(cfg)
+		for _, o := range fleet.Mesh(0) { // the ingress gateway
+			require.NoError(t, snap.Upsert(o))
+		}
+		v := policy.Evaluate(cfg, snap, fleet.InferenceService("ml", name), policy.Options{})
+		require.False(t, v.Allowed, "an InferenceService without its annotations is denied")
+		for _, f := range v.Findings {
+			if f.Fix != "" && strings.Contains(f.Fix, "RequestAuthentication") {
+				return f.Fix
+			}
+		}
+		t.Fatalf("no planned fix among %v", v.Codes())
+		return ""
+	}
+	a := config("https://a.example.com")
+	first := fixOf(a, "iris")
+	assert.Equal(t, first, fixOf(a, "iris"))
+	assert.Contains(t, first, "issuer: https://a.example.com")
+	assert.Contains(t, first, "name: modelguard-isvc-iris")
+	b := fixOf(config("https://b.example.com"), "iris")
+	assert.Contains(t, b, "issuer: https://b.example.com")
+	assert.NotContains(t, b, "a.example.com")
+	assert.Contains(t, fixOf(a, "rose"), "name: modelguard-isvc-rose")
 }

@@ -29,6 +29,7 @@ type serveOptions struct {
 	webhookPort   int
 	metricsAddr   string
 	probeAddr     string
+	pprofAddr     string
 	leaderElect   bool
 	leaderElectNS string
 	trustedUsers  listFlag
@@ -73,6 +74,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, bool) {
 	fs.IntVar(&o.webhookPort, "webhook-port", 9443, "HTTPS `PORT` of the admission webhooks")
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "`ADDR` of the Prometheus metrics endpoint (0 disables it)")
 	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "`ADDR` of /healthz and /readyz")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "`ADDR` of Go's /debug/pprof endpoints, for profiling (0 disables them; never expose it outside the pod)")
 	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect one replica to run the reconciler (the webhook serves on every replica)")
 	fs.StringVar(&o.leaderElectNS, "leader-election-namespace", "modelguard-system", "`NAMESPACE` of the leader election Lease")
 	fs.Var(&o.trustedUsers, "trusted-user", "`USER` (e.g. system:serviceaccount:modelguard-system:modelguard, the reconciler's) whose changes to guarded policies are never refused; repeatable")
@@ -97,6 +99,7 @@ func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut i
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
+		PprofBindAddress:        o.pprofAddr,
 		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.webhookPort, CertDir: o.certDir}),
 		Cache:                   webhook.CacheOptions(),
 		LeaderElection:          o.leaderElect,

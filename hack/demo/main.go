@@ -8,10 +8,7 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -145,16 +142,7 @@ func (d *demo) startAPIServer(ctx context.Context) error {
 
 // kubeconfig writes a kubeconfig for a new user in group system:masters.
 func (d *demo) kubeconfig(user string) (string, error) {
-	u, err := d.env.AddUser(envtest.User{Name: user, Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", err
-	}
-	data, err := u.KubeConfig()
-	if err != nil {
-		return "", err
-	}
-	path := filepath.Join(d.tmp, user+".kubeconfig")
-	return path, os.WriteFile(path, data, 0o600)
+	return testenv.WriteAdminKubeconfig(d.env, user, d.tmp)
 }
 
 func (d *demo) startModelguard(ctx context.Context) error {
@@ -167,7 +155,7 @@ func (d *demo) startModelguard(ctx context.Context) error {
 		return err
 	}
 	wio := d.env.WebhookInstallOptions
-	if d.probe, err = freePort(); err != nil {
+	if d.probe, err = testenv.FreePort(); err != nil {
 		return err
 	}
 	bin := os.Getenv("MODELGUARD_BIN") // a test passes the binary it built
@@ -193,34 +181,7 @@ func (d *demo) startModelguard(ctx context.Context) error {
 		return fmt.Errorf("starting bin/modelguard (run `make build`): %w", err)
 	}
 	d.audit = collect(stdout)
-	return waitReady(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", d.probe))
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func waitReady(ctx context.Context, url string) error {
-	deadline := time.Now().Add(time.Minute)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return errors.New("modelguard did not become ready within a minute")
+	return testenv.WaitReady(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", d.probe), time.Minute, nil)
 }
 
 // scenario is a titled list of kubectl commands; a step either must succeed or must be refused.

@@ -13,33 +13,89 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
 // PoliciesPerNamespace is how many AuthorizationPolicies and RequestAuthentications Mesh puts
 // in each namespace: policy 0 covers the namespace's model, the others select other apps.
 const PoliciesPerNamespace = 10
 
-// Mesh returns typed objects for a mesh of n namespaces "team-NNNN", each with an
-// InferenceService "model" (published by KServe and by a VirtualService on
-// istio-system/public), its predictor Deployment, a STRICT PeerAuthentication, and
-// PoliciesPerNamespace AuthorizationPolicies and RequestAuthentications; plus the ingress
-// gateway. Every model is covered, so judging one costs what a clean admission costs.
+// Mesh returns typed objects for a mesh of n namespaces "team-NNNN" (the Namespace objects
+// included), each with
+//   - an InferenceService "model" (published by KServe and by the VirtualService "model" on
+//     istio-system/public) and its predictor Deployment;
+//   - a Seldon Core v2 stack: the seldon-mesh Service and its envoy Deployment, a Model
+//     "seldon-model" and the VirtualService "seldon" that publishes it on istio-system/public;
+//   - a STRICT PeerAuthentication and PoliciesPerNamespace AuthorizationPolicies and
+//     RequestAuthentications: policy 0 covers the InferenceService, policy 1 the Seldon envoy
+//     (except in every UncoveredSeldonEvery-th namespace, where it selects nothing), the others
+//     select other apps;
+//
+// plus the ingress gateway. The InferenceService is covered everywhere, so judging it costs
+// what a clean admission costs; so is the Seldon Model outside the uncovered namespaces.
 func Mesh(n int) []runtime.Object {
 	out := []runtime.Object{
+		namespace("istio-system"), namespace("knative-serving"),
 		deployment("istio-system", "istio-ingressgateway", map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}, "istio-ingressgateway"),
 		gateway("istio-system", "public"),
 		gateway("knative-serving", "knative-ingress-gateway"),
 	}
 	for i := range n {
 		ns := Namespace(i)
-		out = append(out, InferenceService(ns, "model"),
+		out = append(out, namespace(ns), InferenceService(ns, "model"),
 			deployment(ns, "model-predictor", map[string]string{"serving.kserve.io/inferenceservice": "model", "component": "predictor"}, "default"),
-			virtualService(ns), strictPeerAuthentication(ns))
+			ModelVirtualService(ns), strictPeerAuthentication(ns),
+			SeldonModel(ns, "seldon-model"), seldonMeshService(ns),
+			deployment(ns, "seldon-envoy", map[string]string{"app": "seldon-envoy"}, "default"),
+			SeldonVirtualService(ns, "seldon-model"))
 		for j := range PoliciesPerNamespace {
-			out = append(out, authorizationPolicy(ns, j), requestAuthentication(ns, j))
+			out = append(out, authorizationPolicy(ns, i, j), requestAuthentication(ns, i, j))
 		}
 	}
 	return out
+}
+
+// UncoveredSeldonEvery: in namespaces i with i%UncoveredSeldonEvery == UncoveredSeldonEvery-1
+// no policy selects the Seldon envoy, so the Seldon Model there is exposed without a JWT.
+const UncoveredSeldonEvery = 10
+
+// SeldonCovered reports whether Mesh covers the Seldon Model of namespace i.
+func SeldonCovered(i int) bool { return i%UncoveredSeldonEvery != UncoveredSeldonEvery-1 }
+
+// SeldonModel returns a minimal Seldon Core v2 Model.
+func SeldonModel(ns, name string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "mlops.seldon.io/v1alpha1", "kind": "Model",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec":     map[string]any{"storageUri": "gs://bucket/" + name, "requirements": []any{"sklearn"}},
+	}}
+}
+
+func namespace(name string) *corev1.Namespace {
+	return &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"kubernetes.io/metadata.name": name}}}
+}
+
+func seldonMeshService(ns string) *corev1.Service {
+	s := &corev1.Service{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"}, ObjectMeta: metav1.ObjectMeta{Name: "seldon-mesh", Namespace: ns}}
+	s.Spec.Selector = map[string]string{"app": "seldon-envoy"}
+	s.Spec.Ports = []corev1.ServicePort{{Name: "data", Port: 80, TargetPort: intstr.FromInt32(9000)}}
+	return s
+}
+
+// SeldonVirtualService publishes one Seldon model's REST and gRPC routes, as Seldon's guide does.
+func SeldonVirtualService(ns, model string) *networkingv1.VirtualService {
+	vs := &networkingv1.VirtualService{TypeMeta: metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "VirtualService"}, ObjectMeta: metav1.ObjectMeta{Name: "seldon", Namespace: ns}}
+	vs.Spec.Gateways = []string{"istio-system/public"}
+	vs.Spec.Hosts = []string{"seldon." + ns + ".example.com"}
+	headers := &networkingapi.Headers{Request: &networkingapi.Headers_HeaderOperations{Set: map[string]string{"seldon-model": model}}}
+	for _, prefix := range []string{"/v2/", "/inference.GRPCInferenceService/"} {
+		vs.Spec.Http = append(vs.Spec.Http, &networkingapi.HTTPRoute{
+			Match: []*networkingapi.HTTPMatchRequest{{Uri: &networkingapi.StringMatch{MatchType: &networkingapi.StringMatch_Prefix{Prefix: prefix}}}},
+			Route: []*networkingapi.HTTPRouteDestination{{Destination: &networkingapi.Destination{Host: "seldon-mesh." + ns + ".svc.cluster.local"}, Headers: headers}},
+		})
+	}
+	return vs
 }
 
 // Namespace is the name of the i-th namespace of Mesh.
@@ -71,7 +127,8 @@ func gateway(ns, name string) *networkingv1.Gateway {
 	return g
 }
 
-func virtualService(ns string) *networkingv1.VirtualService {
+// ModelVirtualService publishes the InferenceService "model" of ns on istio-system/public.
+func ModelVirtualService(ns string) *networkingv1.VirtualService {
 	vs := &networkingv1.VirtualService{TypeMeta: metav1.TypeMeta{APIVersion: "networking.istio.io/v1", Kind: "VirtualService"}, ObjectMeta: metav1.ObjectMeta{Name: "model", Namespace: ns}}
 	vs.Spec.Gateways = []string{"istio-system/public"}
 	vs.Spec.Hosts = []string{"model." + ns + ".example.com"}
@@ -88,24 +145,27 @@ func strictPeerAuthentication(ns string) *securityv1.PeerAuthentication {
 	return p
 }
 
-func selectorFor(j int) *typev1beta1.WorkloadSelector {
-	if j == 0 {
+func selectorFor(i, j int) *typev1beta1.WorkloadSelector {
+	switch {
+	case j == 0:
 		return &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"serving.kserve.io/inferenceservice": "model"}}
+	case j == 1 && SeldonCovered(i):
+		return &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": "seldon-envoy"}}
 	}
 	return &typev1beta1.WorkloadSelector{MatchLabels: map[string]string{"app": fmt.Sprintf("svc-%d", j)}}
 }
 
-func authorizationPolicy(ns string, j int) *securityv1.AuthorizationPolicy {
+func authorizationPolicy(ns string, i, j int) *securityv1.AuthorizationPolicy {
 	p := &securityv1.AuthorizationPolicy{TypeMeta: metav1.TypeMeta{APIVersion: "security.istio.io/v1", Kind: "AuthorizationPolicy"}, ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ap-%d", j), Namespace: ns}}
 	p.Spec.Action = securityapi.AuthorizationPolicy_DENY
-	p.Spec.Selector = selectorFor(j)
+	p.Spec.Selector = selectorFor(i, j)
 	p.Spec.Rules = []*securityapi.Rule{{From: []*securityapi.Rule_From{{Source: &securityapi.Source{NotRequestPrincipals: []string{"*"}}}}}}
 	return p
 }
 
-func requestAuthentication(ns string, j int) *securityv1.RequestAuthentication {
+func requestAuthentication(ns string, i, j int) *securityv1.RequestAuthentication {
 	p := &securityv1.RequestAuthentication{TypeMeta: metav1.TypeMeta{APIVersion: "security.istio.io/v1", Kind: "RequestAuthentication"}, ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("ra-%d", j), Namespace: ns}}
-	p.Spec.Selector = selectorFor(j)
+	p.Spec.Selector = selectorFor(i, j)
 	p.Spec.JwtRules = []*securityapi.JWTRule{{Issuer: "https://issuer.example.com", JwksUri: "https://issuer.example.com/jwks"}}
 	return p
 }

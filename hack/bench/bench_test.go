@@ -1,0 +1,54 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admission/v1"
+)
+
+// The load mix is 70% admitted, 30% denied, and every request is a well-formed CREATE
+// review whose expectation the engine confirmed.
+func TestCorpusMix(t *testing.T) {
+	reqs, err := corpus(20, 200)
+	require.NoError(t, err)
+	require.Len(t, reqs, 200)
+	allowed := 0
+	for _, r := range reqs {
+		var review admissionv1.AdmissionReview
+		require.NoError(t, json.Unmarshal(r.body, &review))
+		require.Equal(t, r.uid, review.Request.UID)
+		require.Equal(t, admissionv1.Create, review.Request.Operation)
+		if r.allowed {
+			allowed++
+		}
+	}
+	assert.Equal(t, 140, allowed)
+}
+
+func TestQuantilesAndMedians(t *testing.T) {
+	var d []time.Duration
+	for i := 1; i <= 100; i++ {
+		d = append(d, time.Duration(i)*time.Millisecond)
+	}
+	l := summarise(d)
+	assert.Equal(t, 50*time.Millisecond, l.P50)
+	assert.Equal(t, 90*time.Millisecond, l.P90)
+	assert.Equal(t, 99*time.Millisecond, l.P99)
+	assert.Equal(t, 100*time.Millisecond, l.Max)
+	assert.Equal(t, 2.0, median([]float64{3, 1, 2}))
+	assert.Equal(t, 2.5, median([]float64{4, 1, 2, 3}))
+}
+
+func TestHistogramQuantileSince(t *testing.T) {
+	bounds := []float64{0.001, 0.0025, 0.005, math.Inf(1)}
+	before := histogram{bounds: bounds, counts: []float64{10, 10, 10, 10}}
+	after := histogram{bounds: bounds, counts: []float64{10 + 90, 10 + 98, 10 + 100, 10 + 100}}
+	assert.Equal(t, 0.001, after.quantileSince(before, 0.5))
+	assert.Equal(t, 0.005, after.quantileSince(before, 0.99))
+	assert.True(t, math.IsNaN(after.quantileSince(histogram{}, 0.5)))
+}

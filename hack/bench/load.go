@@ -1,0 +1,279 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/modelguard/modelguard/policy"
+	"github.com/modelguard/modelguard/test/fleet"
+)
+
+// request is one prepared AdmissionReview and the answer the engine gives it.
+type request struct {
+	uid     types.UID
+	body    []byte
+	allowed bool
+}
+
+// corpus builds the request mix of the load runs over fleet.Mesh(namespaces): 70% are
+// admitted (the covered InferenceService, the covered Seldon Model, the VirtualService that
+// publishes the InferenceService), 30% denied (an InferenceService no policy selects, the
+// Seldon Model and its VirtualService where no policy covers the Seldon envoy). Every
+// expectation is checked against policy.Evaluate on the same objects, so a load run also
+// checks that the server answers as the engine does.
+func corpus(namespaces, size int) ([]request, error) {
+	cfg := policy.DefaultConfig()
+	snap := policy.NewSnapshot(cfg)
+	for _, o := range fleet.Mesh(namespaces) {
+		if err := snap.Upsert(o); err != nil {
+			return nil, err
+		}
+	}
+	uncovered := []int{}
+	for i := range namespaces {
+		if !fleet.SeldonCovered(i) {
+			uncovered = append(uncovered, i)
+		}
+	}
+	if len(uncovered) == 0 {
+		return nil, fmt.Errorf("the mesh needs at least %d namespaces for the denied Seldon cases", fleet.UncoveredSeldonEvery)
+	}
+	out := make([]request, 0, size)
+	for k := range size {
+		ns := fleet.Namespace(k * 7919 % namespaces) // spread over the namespaces
+		bad := fleet.Namespace(uncovered[k%len(uncovered)])
+		var obj client.Object
+		switch k % 10 {
+		case 0, 1, 2:
+			obj = fleet.InferenceService(ns, "model")
+		case 3, 4:
+			obj = fleet.SeldonModel(fleet.Namespace(coveredIndex(k, namespaces)), "seldon-model")
+		case 5, 6:
+			obj = fleet.ModelVirtualService(ns)
+		case 7:
+			obj = fleet.InferenceService(ns, "open")
+		case 8:
+			obj = fleet.SeldonModel(bad, "seldon-model")
+		case 9:
+			obj = fleet.SeldonVirtualService(bad, "seldon-model")
+		}
+		want := policy.Evaluate(cfg, snap, obj, policy.Options{}).Allowed
+		if want != (k%10 < 7) {
+			return nil, fmt.Errorf("corpus: %s %s/%s should be %s by the engine", obj.GetObjectKind().GroupVersionKind().Kind,
+				obj.GetNamespace(), obj.GetName(), map[bool]string{true: "admitted", false: "denied"}[k%10 < 7])
+		}
+		body, uid, err := review(obj, k)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, request{uid: uid, body: body, allowed: want})
+	}
+	return out, nil
+}
+
+func coveredIndex(k, namespaces int) int {
+	i := k * 7919 % namespaces
+	for !fleet.SeldonCovered(i) {
+		i = (i + 1) % namespaces
+	}
+	return i
+}
+
+// review is the AdmissionReview kube-apiserver sends for a CREATE of obj.
+func review(obj client.Object, k int) ([]byte, types.UID, error) {
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return nil, "", err
+	}
+	gvk := obj.GetObjectKind().GroupVersionKind()
+	uid := types.UID(fmt.Sprintf("bench-%06d", k))
+	r := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID:       uid,
+			Kind:      metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
+			Resource:  metav1.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: resourceOf(gvk.Kind)},
+			Namespace: obj.GetNamespace(), Name: obj.GetName(), Operation: admissionv1.Create,
+			UserInfo: authenticationv1.UserInfo{Username: "bench", Groups: []string{"system:authenticated"}}, Object: runtime.RawExtension{Raw: raw},
+		},
+	}
+	body, err := json.Marshal(r)
+	return body, uid, err
+}
+
+func resourceOf(kind string) string {
+	return map[string]string{"InferenceService": "inferenceservices", "Model": "models", "VirtualService": "virtualservices"}[kind]
+}
+
+// loadClient is an HTTPS client with keep-alive, as kube-apiserver's webhook client: one
+// connection per worker, reused.
+func loadClient(caPEM []byte, conns int) (*http.Client, error) {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return nil, errors.New("load: the webhook CA is not PEM")
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		MaxConnsPerHost:     conns,
+		IdleConnTimeout:     time.Minute,
+	}}, nil
+}
+
+// outcome of one run.
+type outcome struct {
+	Requests int           `json:"requests"`
+	Errors   int           `json:"errors"`
+	Elapsed  time.Duration `json:"elapsed_ns"`
+	Lat      []time.Duration
+	FirstErr string `json:"first_error,omitempty"`
+}
+
+// send posts one AdmissionReview and checks the answer: HTTP 200, the same UID, and the
+// engine's verdict.
+func send(ctx context.Context, c *http.Client, url string, r request) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(r.body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, data)
+	}
+	var out admissionv1.AdmissionReview
+	if err := json.Unmarshal(data, &out); err != nil || out.Response == nil {
+		return fmt.Errorf("not an AdmissionReview response: %.200s", data)
+	}
+	if out.Response.UID != r.uid || out.Response.Allowed != r.allowed {
+		return fmt.Errorf("request %s: answered uid %s allowed=%v, want allowed=%v (%s)", r.uid, out.Response.UID, out.Response.Allowed, r.allowed, statusMessage(out.Response))
+	}
+	return nil
+}
+
+func statusMessage(r *admissionv1.AdmissionResponse) string {
+	if r.Result == nil {
+		return ""
+	}
+	return r.Result.Message
+}
+
+// closedLoop runs `workers` clients back to back for d: the throughput test.
+func closedLoop(ctx context.Context, c *http.Client, url string, reqs []request, workers int, d time.Duration) outcome {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	results := make([]outcome, workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := &results[w]
+			for k := w; ctx.Err() == nil; k += workers {
+				t0 := time.Now()
+				err := send(ctx, c, url, reqs[k%len(reqs)])
+				if ctx.Err() != nil {
+					return // cut off by the end of the run, not an error
+				}
+				res.record(time.Since(t0), err)
+			}
+		}()
+	}
+	wg.Wait()
+	return merge(results, time.Since(start))
+}
+
+// fixedRate sends rate requests per second for d from `workers` clients, measuring each
+// latency from the moment the request was due (so a stalled server shows, rather than
+// slowing the sender down: no coordinated omission).
+func fixedRate(ctx context.Context, c *http.Client, url string, reqs []request, workers int, rate float64, d time.Duration, every func()) outcome {
+	due := make(chan time.Time, workers*16)
+	results := make([]outcome, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := &results[w]
+			k := w
+			for t := range due {
+				err := send(ctx, c, url, reqs[k%len(reqs)])
+				res.record(time.Since(t), err)
+				k += workers
+			}
+		}()
+	}
+	start := time.Now()
+	interval := time.Duration(float64(time.Second) / rate)
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	next := start
+	for i := 0; next.Sub(start) < d && ctx.Err() == nil; i++ {
+		if wait := time.Until(next); wait > 0 {
+			time.Sleep(wait)
+		}
+		select {
+		case <-tick.C:
+			if every != nil {
+				every()
+			}
+		default:
+		}
+		due <- next
+		next = start.Add(time.Duration(i+1) * interval)
+	}
+	close(due)
+	wg.Wait()
+	return merge(results, time.Since(start))
+}
+
+func (o *outcome) record(d time.Duration, err error) {
+	o.Requests++
+	if err != nil {
+		o.Errors++
+		if o.FirstErr == "" {
+			o.FirstErr = err.Error()
+		}
+		return
+	}
+	o.Lat = append(o.Lat, d)
+}
+
+func merge(rs []outcome, elapsed time.Duration) outcome {
+	out := outcome{Elapsed: elapsed}
+	for _, r := range rs {
+		out.Requests += r.Requests
+		out.Errors += r.Errors
+		out.Lat = append(out.Lat, r.Lat...)
+		if out.FirstErr == "" {
+			out.FirstErr = r.FirstErr
+		}
+	}
+	return out
+}

@@ -1,0 +1,245 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/modelguard/modelguard/test/fleet"
+	"github.com/modelguard/modelguard/webhook"
+)
+
+// loadLevel is the median over the runs of one concurrency level.
+type loadLevel struct {
+	Concurrency   int     `json:"concurrency"`
+	RequestsPerS  float64 `json:"requests_per_s"`
+	P50ms         float64 `json:"p50_ms"`
+	P90ms         float64 `json:"p90_ms"`
+	P99ms         float64 `json:"p99_ms"`
+	MaxMs         float64 `json:"max_ms"`
+	Requests      int     `json:"requests"` // all runs
+	Errors        int     `json:"errors"`   // all runs
+	FirstError    string  `json:"first_error,omitempty"`
+	CPUsPer1000   float64 `json:"server_cpu_s_per_1000"`
+	RSSMiB        float64 `json:"server_rss_mib"`
+	runsPerS      []float64
+	p50, p90, p99 []time.Duration
+	maxes         []time.Duration
+	cpu, rss      []float64
+}
+
+type loadReport struct {
+	Objects    string      `json:"objects"`
+	SyncS      float64     `json:"sync_s"`
+	RSSSynced  float64     `json:"rss_after_sync_mib"`
+	Levels     []loadLevel `json:"levels"`
+	FixedRate  fixedReport `json:"fixed_rate"`
+	Soak       soakReport  `json:"soak"`
+	ProfileDir string      `json:"profile_dir,omitempty"`
+}
+
+type fixedReport struct {
+	Rate float64 `json:"rate_per_s"`
+	// ServerP99ms is the p99 of the server's own duration histogram (a bucket bound):
+	// the handler's time, without the client's share of the machine.
+	ServerP99ms float64 `json:"server_p99_ms_bucket"`
+	Workers     int     `json:"workers"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	Requests    int     `json:"requests"`
+	Errors      int     `json:"errors"`
+}
+
+type soakReport struct {
+	Duration  string    `json:"duration"`
+	Rate      float64   `json:"rate_per_s"`
+	Requests  int       `json:"requests"`
+	Errors    int       `json:"errors"`
+	StartMiB  float64   `json:"rss_start_mib"` // after the first minute's warm-up, or the first sample
+	EndMiB    float64   `json:"rss_end_mib"`
+	MaxMiB    float64   `json:"rss_max_mib"`
+	SamplesMB []float64 `json:"rss_samples_mib"`
+	P99ms     float64   `json:"p99_ms"`
+}
+
+const loadNamespaces = 1000 // 10,000 AP and RA, 1,000 PA, 2,000 VS
+
+func runLoad(ctx context.Context, o options) (*loadReport, error) {
+	c, err := startCluster(o.root, filepath.Join(o.dir, "load"))
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+	objs := fleet.Mesh(loadNamespaces)
+	progress("load: creating %s", kinds(objs))
+	if err := c.create(ctx, objs, 16); err != nil {
+		return nil, err
+	}
+	s, err := startServer(ctx, c.serverOptions(o.bin, "load"))
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	rep := &loadReport{Objects: kinds(objs), SyncS: s.synced.Seconds()}
+	time.Sleep(2 * time.Second) // let the post-sync garbage go
+	rss, _ := s.rss()
+	rep.RSSSynced = mib(rss)
+	progress("load: modelguard ready in %.1fs, RSS %.0f MiB", rep.SyncS, rep.RSSSynced)
+
+	reqs, err := corpus(loadNamespaces, 1000)
+	if err != nil {
+		return nil, err
+	}
+	url := c.webhookURL(webhook.PathValidate)
+	hc, err := loadClient(c.caData(), 128)
+	if err != nil {
+		return nil, err
+	}
+	closedLoop(ctx, hc, url, reqs, 32, 2*time.Second) // warm-up: connections, caches
+	levels := []*loadLevel{{Concurrency: 1}, {Concurrency: 8}, {Concurrency: 32}, {Concurrency: 128}}
+	for run := range o.runs {
+		for _, l := range levels { // levels interleaved: machine drift spreads over all of them
+			cpu0, _ := s.cpu()
+			out := closedLoop(ctx, hc, url, reqs, l.Concurrency, o.duration)
+			cpu1, _ := s.cpu()
+			rss, _ := s.rss()
+			l.add(out, cpu1-cpu0, rss)
+			progress("load: run %d c=%d: %.0f req/s p99 %.2f ms errors %d", run+1, l.Concurrency,
+				float64(out.Requests)/out.Elapsed.Seconds(), ms(summarise(out.Lat).P99), out.Errors)
+		}
+	}
+	for _, l := range levels {
+		rep.Levels = append(rep.Levels, l.finish())
+	}
+	rate := rep.Levels[2].RequestsPerS / 2
+	rep.FixedRate = fixedRun(ctx, s, hc, url, reqs, rate, o)
+	if o.profileDir != "" {
+		if err := profile(ctx, s, hc, url, reqs, o); err != nil {
+			return nil, err
+		}
+		rep.ProfileDir = o.profileDir
+	}
+	rep.Soak = soak(ctx, s, hc, url, reqs, rate, o.soak)
+	return rep, nil
+}
+
+func (l *loadLevel) add(out outcome, cpu time.Duration, rss int64) {
+	lat := summarise(out.Lat)
+	l.runsPerS = append(l.runsPerS, float64(out.Requests)/out.Elapsed.Seconds())
+	l.p50, l.p90, l.p99, l.maxes = append(l.p50, lat.P50), append(l.p90, lat.P90), append(l.p99, lat.P99), append(l.maxes, lat.Max)
+	if out.Requests > 0 {
+		l.cpu = append(l.cpu, cpu.Seconds()/float64(out.Requests)*1000)
+	}
+	l.rss = append(l.rss, mib(rss))
+	l.Requests += out.Requests
+	l.Errors += out.Errors
+	if l.FirstError == "" {
+		l.FirstError = out.FirstErr
+	}
+}
+
+func (l *loadLevel) finish() loadLevel {
+	l.RequestsPerS = median(l.runsPerS)
+	l.P50ms, l.P90ms, l.P99ms, l.MaxMs = ms(median(l.p50)), ms(median(l.p90)), ms(median(l.p99)), ms(median(l.maxes))
+	l.CPUsPer1000 = median(l.cpu)
+	l.RSSMiB = median(l.rss)
+	return *l
+}
+
+// fixedRun measures latency at a fixed rate (half the concurrency-32 throughput), from 32
+// clients, the median over the runs.
+func fixedRun(ctx context.Context, s *server, hc *http.Client, url string, reqs []request, rate float64, o options) fixedReport {
+	rep := fixedReport{Rate: rate, Workers: 32}
+	var p50, p99, mx []time.Duration
+	var server []float64
+	for run := range o.runs {
+		before, _ := s.durations(ctx)
+		out := fixedRate(ctx, hc, url, reqs, 32, rate, o.duration, nil)
+		after, _ := s.durations(ctx)
+		server = append(server, after.quantileSince(before, 0.99)*1000)
+		lat := summarise(out.Lat)
+		p50, p99, mx = append(p50, lat.P50), append(p99, lat.P99), append(mx, lat.Max)
+		rep.Requests += out.Requests
+		rep.Errors += out.Errors
+		progress("load: run %d at %.0f req/s: p50 %.2f ms p99 %.2f ms (server p99 ≤ %.2f ms) errors %d", run+1, rate, ms(lat.P50), ms(lat.P99), server[len(server)-1], out.Errors)
+	}
+	rep.P50ms, rep.P99ms, rep.MaxMs = ms(median(p50)), ms(median(p99)), ms(median(mx))
+	rep.ServerP99ms = median(server)
+	return rep
+}
+
+// soak runs at a fixed rate for d, sampling the server's RSS every second: memory must not
+// grow with the number of admissions served.
+func soak(ctx context.Context, s *server, hc *http.Client, url string, reqs []request, rate float64, d time.Duration) soakReport {
+	rep := soakReport{Duration: d.String(), Rate: rate}
+	if d <= 0 {
+		return rep
+	}
+	progress("load: soak at %.0f req/s for %s", rate, d)
+	var samples []float64
+	out := fixedRate(ctx, hc, url, reqs, 32, rate, d, func() {
+		if rss, err := s.rss(); err == nil {
+			samples = append(samples, mib(rss))
+		}
+	})
+	rep.Requests, rep.Errors = out.Requests, out.Errors
+	rep.P99ms = ms(summarise(out.Lat).P99)
+	if len(samples) == 0 {
+		return rep
+	}
+	warm := min(60, len(samples)/5) // the first minute (or fifth) is warm-up
+	rep.StartMiB, rep.EndMiB = samples[warm], samples[len(samples)-1]
+	for _, v := range samples {
+		rep.MaxMiB = max(rep.MaxMiB, v)
+	}
+	for i := 0; i < len(samples); i += max(1, len(samples)/30) {
+		rep.SamplesMB = append(rep.SamplesMB, samples[i])
+	}
+	return rep
+}
+
+// profile takes a CPU, a live-heap and an allocation profile of the server during a concurrency-32 run
+// (for `go tool pprof`): the evidence any optimisation starts from.
+func profile(ctx context.Context, s *server, hc *http.Client, url string, reqs []request, o options) error {
+	if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+		return err
+	}
+	secs := max(1, int(o.duration.Seconds()))
+	done := make(chan error, 1)
+	go func() {
+		done <- fetch(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", s.pprof, secs), filepath.Join(o.profileDir, "cpu.pprof"))
+	}()
+	closedLoop(ctx, hc, url, reqs, 32, time.Duration(secs+1)*time.Second)
+	if err := <-done; err != nil {
+		return err
+	}
+	progress("load: profiles in %s (go tool pprof %s)", o.profileDir, filepath.Join(o.profileDir, "cpu.pprof"))
+	if err := fetch(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?gc=1", s.pprof), filepath.Join(o.profileDir, "heap.pprof")); err != nil {
+		return err
+	}
+	return fetch(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/allocs", s.pprof), filepath.Join(o.profileDir, "allocs.pprof"))
+}
+
+func fetch(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("pprof: %w", err)
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = io.Copy(f, resp.Body)
+	return err
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	securityapi "istio.io/api/security/v1beta1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/modelguard/modelguard/test/fleet"
+)
+
+// overheadReport compares kube-apiserver create latency with modelguard's webhooks
+// registered and without, on the same InferenceServices.
+type overheadReport struct {
+	Creates   int            `json:"creates_per_mode_per_run"`
+	Batch     int            `json:"batch"`
+	Runs      []overheadRun  `json:"runs"`
+	Median    overheadRatios `json:"median"`
+	Namespace int            `json:"namespaces"`
+}
+
+type overheadRun struct {
+	WithP50ms, WithP99ms, NoneP50ms, NoneP99ms float64
+	RatioP50, RatioP99                         float64
+}
+
+type overheadRatios struct {
+	WithP50ms float64 `json:"with_p50_ms"`
+	NoneP50ms float64 `json:"none_p50_ms"`
+	WithP99ms float64 `json:"with_p99_ms"`
+	NoneP99ms float64 `json:"none_p99_ms"`
+	RatioP50  float64 `json:"ratio_p50"`
+	RatioP99  float64 `json:"ratio_p99"`
+}
+
+const (
+	overheadCreates    = 2000
+	overheadBatch      = 100
+	overheadNamespaces = 20
+	probeNamespace     = "overhead-probe"
+)
+
+func overheadNS(i int) string { return fmt.Sprintf("overhead-%02d", i) }
+
+func runOverhead(ctx context.Context, o options) (*overheadReport, error) {
+	c, err := startCluster(o.root, filepath.Join(o.dir, "overhead"))
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+	if err := c.create(ctx, overheadObjects(), 8); err != nil {
+		return nil, err
+	}
+	s, err := startServer(ctx, c.serverOptions(o.bin, "overhead"))
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	rep := &overheadReport{Creates: overheadCreates, Batch: overheadBatch, Namespace: overheadNamespaces}
+	var p50s, p99s, w50, w99, n50, n99 []float64
+	for run := range o.runs {
+		r, err := overheadOnce(ctx, c)
+		if err != nil {
+			return nil, err
+		}
+		rep.Runs = append(rep.Runs, r)
+		p50s, p99s = append(p50s, r.RatioP50), append(p99s, r.RatioP99)
+		w50, w99, n50, n99 = append(w50, r.WithP50ms), append(w99, r.WithP99ms), append(n50, r.NoneP50ms), append(n99, r.NoneP99ms)
+		progress("overhead: run %d: create p50 %.2f ms with webhooks, %.2f ms without (×%.3f); p99 %.2f / %.2f ms (×%.3f)",
+			run+1, r.WithP50ms, r.NoneP50ms, r.RatioP50, r.WithP99ms, r.NoneP99ms, r.RatioP99)
+	}
+	rep.Median = overheadRatios{WithP50ms: median(w50), NoneP50ms: median(n50), WithP99ms: median(w99), NoneP99ms: median(n99),
+		RatioP50: median(p50s), RatioP99: median(p99s)}
+	return rep, nil
+}
+
+// overheadOnce creates every InferenceService once with the webhooks and once without, batch
+// by batch, alternating which mode goes first, and deletes them after each batch (untimed).
+func overheadOnce(ctx context.Context, c *cluster) (overheadRun, error) {
+	var with, none []time.Duration
+	for b := range overheadCreates / overheadBatch {
+		modes := []bool{b%2 == 0, b%2 != 0}
+		for _, on := range modes {
+			if err := switchWebhooks(ctx, c, on); err != nil {
+				return overheadRun{}, err
+			}
+			lat, err := createBatch(ctx, c, b)
+			if err != nil {
+				return overheadRun{}, fmt.Errorf("webhooks %v: %w", on, err)
+			}
+			if on {
+				with = append(with, lat...)
+			} else {
+				none = append(none, lat...)
+			}
+		}
+	}
+	w, n := summarise(with), summarise(none)
+	return overheadRun{WithP50ms: ms(w.P50), WithP99ms: ms(w.P99), NoneP50ms: ms(n.P50), NoneP99ms: ms(n.P99),
+		RatioP50: float64(w.P50) / float64(n.P50), RatioP99: float64(w.P99) / float64(n.P99)}, nil
+}
+
+func createBatch(ctx context.Context, c *cluster, b int) ([]time.Duration, error) {
+	var lat []time.Duration
+	var made []client.Object
+	defer func() {
+		for _, o := range made {
+			_ = c.client.Delete(ctx, o)
+		}
+	}()
+	for k := range overheadBatch {
+		i := b*overheadBatch + k
+		isvc := fleet.InferenceService(overheadNS(i%overheadNamespaces), fmt.Sprintf("isvc-%04d", i))
+		start := time.Now()
+		if err := c.client.Create(ctx, isvc); err != nil {
+			return nil, fmt.Errorf("creating %s/%s: %w", isvc.GetNamespace(), isvc.GetName(), err)
+		}
+		lat = append(lat, time.Since(start))
+		made = append(made, isvc)
+	}
+	return lat, nil
+}
+
+// switchWebhooks registers or removes the webhooks and waits until the API server acts on
+// it: with them, an uncovered InferenceService is refused; without, it is created.
+func switchWebhooks(ctx context.Context, c *cluster, on bool) error {
+	if err := c.setWebhooks(ctx, on); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		probe := fleet.InferenceService(probeNamespace, "probe")
+		err := c.client.Create(ctx, probe)
+		if err == nil {
+			_ = c.client.Delete(ctx, probe)
+		}
+		if refused := apierrors.IsForbidden(err); refused == on && (refused || err == nil) {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("the API server did not pick up webhooks=%v within 30s", on)
+}
+
+// overheadObjects: namespaces whose InferenceServices are all covered (a namespace-wide
+// RequestAuthentication, DENY without a principal, STRICT mTLS) so each create is admitted
+// after a full judgement, and a probe namespace with no policy at all.
+func overheadObjects() []runtime.Object {
+	objs := fleet.Mesh(0) // the ingress gateway and its namespaces
+	objs = append(objs, &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: probeNamespace}})
+	for i := range overheadNamespaces {
+		ns := overheadNS(i)
+		meta := func(name string) metav1.ObjectMeta { return metav1.ObjectMeta{Name: name, Namespace: ns} }
+		ra := &securityv1.RequestAuthentication{TypeMeta: metav1.TypeMeta{APIVersion: "security.istio.io/v1", Kind: "RequestAuthentication"}, ObjectMeta: meta("jwt")}
+		ra.Spec.JwtRules = []*securityapi.JWTRule{{Issuer: "https://issuer.example.com", JwksUri: "https://issuer.example.com/jwks"}}
+		ap := &securityv1.AuthorizationPolicy{TypeMeta: metav1.TypeMeta{APIVersion: "security.istio.io/v1", Kind: "AuthorizationPolicy"}, ObjectMeta: meta("require-jwt")}
+		ap.Spec.Action = securityapi.AuthorizationPolicy_DENY
+		ap.Spec.Rules = []*securityapi.Rule{{From: []*securityapi.Rule_From{{Source: &securityapi.Source{NotRequestPrincipals: []string{"*"}}}}}}
+		pa := &securityv1.PeerAuthentication{TypeMeta: metav1.TypeMeta{APIVersion: "security.istio.io/v1", Kind: "PeerAuthentication"}, ObjectMeta: meta("default")}
+		pa.Spec.Mtls = &securityapi.PeerAuthentication_MutualTLS{Mode: securityapi.PeerAuthentication_MutualTLS_STRICT}
+		objs = append(objs, &corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"}, ObjectMeta: metav1.ObjectMeta{Name: ns}}, ra, ap, pa)
+	}
+	return objs
+}

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	testenv "github.com/modelguard/modelguard/test/envtest"
+)
+
+// server is a running `modelguard serve` child process.
+type server struct {
+	cmd     *exec.Cmd
+	probe   int
+	pprof   int
+	metrics int
+	logPath string
+	started time.Time
+	synced  time.Duration // from start to /readyz
+}
+
+// serverOptions say how to start modelguard serve.
+type serverOptions struct {
+	bin, kubeconfig, certDir, config, logPath string
+	port                                      int
+	noReconciler                              bool
+}
+
+func startServer(ctx context.Context, o serverOptions) (*server, error) {
+	probe, err := testenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	pprof, err := testenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	metrics, err := testenv.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"serve", "--cert-dir", o.certDir, "--webhook-port", strconv.Itoa(o.port),
+		"--metrics-bind-address", fmt.Sprintf("127.0.0.1:%d", metrics), "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", probe),
+		"--pprof-bind-address", fmt.Sprintf("127.0.0.1:%d", pprof)}
+	if o.config != "" {
+		args = append(args, "--config", o.config)
+	}
+	if o.noReconciler {
+		args = append(args, "--no-reconciler")
+	}
+	cmd := exec.Command(o.bin, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	logFile, err := os.Create(o.logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = logFile
+	// Audit lines (one per denial) are drained as the kube-apiserver's log collector would.
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	s := &server{cmd: cmd, probe: probe, pprof: pprof, metrics: metrics, logPath: o.logPath, started: time.Now()}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("starting %s (run `make build`): %w", o.bin, err)
+	}
+	go func() { _, _ = io.Copy(io.Discard, stdout) }()
+	exited := func() error {
+		if s.cmd.ProcessState != nil {
+			return fmt.Errorf("modelguard serve exited: %v", s.cmd.ProcessState)
+		}
+		return nil
+	}
+	if err := testenv.WaitReady(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", probe), 10*time.Minute, exited); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("%w (log: %s)", err, o.logPath)
+	}
+	s.synced = time.Since(s.started)
+	return s, nil
+}
+
+func (s *server) stop() {
+	if s.cmd.Process == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = s.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// rss is the process's resident set size now.
+func (s *server) rss() (int64, error) {
+	return procStatusKBFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid), "VmRSS:")
+}
+
+// cpu is the CPU time (user + system) the process has used so far.
+func (s *server) cpu() (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// Fields after the command name (which may hold spaces) start at state (field 3).
+	rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", s.cmd.Process.Pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: utime/stime: %v %v", s.cmd.Process.Pid, err1, err2)
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// procStatusKBFile reads a "Key:  N kB" line of a /proc file, in bytes.
+func procStatusKBFile(path, key string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), key); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb << 10, err
+		}
+	}
+	return 0, fmt.Errorf("%s has no %s", path, key)
+}
+
+// histogram is the server's own modelguard_admission_duration_seconds: cumulative counts by
+// upper bound (seconds), in the order exposed.
+type histogram struct {
+	bounds []float64
+	counts []float64
+}
+
+// durations scrapes the server's admission duration histogram: the time the handler took,
+// without the client's share of the machine and the network stack.
+func (s *server) durations(ctx context.Context) (histogram, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/metrics", s.metrics), nil)
+	if err != nil {
+		return histogram{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return histogram{}, err
+	}
+	defer resp.Body.Close()
+	var h histogram
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), `modelguard_admission_duration_seconds_bucket{le="`)
+		if !ok {
+			continue
+		}
+		le, count, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		b, err1 := strconv.ParseFloat(le, 64)
+		c, err2 := strconv.ParseFloat(count, 64)
+		if err1 != nil || err2 != nil {
+			return h, fmt.Errorf("metrics: bad bucket line %q", sc.Text())
+		}
+		h.bounds, h.counts = append(h.bounds, b), append(h.counts, c)
+	}
+	return h, sc.Err()
+}
+
+// quantileSince is the bucket bound under which fraction q of the admissions between
+// earlier and h finished (a bucket bound, so an upper estimate).
+func (h histogram) quantileSince(earlier histogram, q float64) float64 {
+	if len(h.counts) == 0 || len(earlier.counts) != len(h.counts) {
+		return math.NaN()
+	}
+	total := h.counts[len(h.counts)-1] - earlier.counts[len(h.counts)-1]
+	for i := range h.counts {
+		if h.counts[i]-earlier.counts[i] >= q*total {
+			return h.bounds[i]
+		}
+	}
+	return math.Inf(1)
+}

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/modelguard/modelguard/policy"
+	"github.com/modelguard/modelguard/test/fleet"
+	"github.com/modelguard/modelguard/webhook"
+)
+
+type scaleReport struct {
+	Points []scalePoint `json:"points"`
+	// LatencyRatio is the median admission latency at the largest point over the smallest.
+	LatencyRatio float64 `json:"p50_ratio_largest_to_smallest"`
+}
+
+type scalePoint struct {
+	Policies   int           `json:"authorization_policies"`
+	Objects    string        `json:"objects"`
+	SyncS      float64       `json:"sync_s"`
+	RSSMiB     float64       `json:"rss_after_sync_mib"` // median over the runs
+	P50ms      float64       `json:"p50_ms"`
+	P99ms      float64       `json:"p99_ms"`
+	Errors     int           `json:"errors"`
+	Informers  []informerRow `json:"informer_memory"`
+	SnapshotMB float64       `json:"policy_snapshot_mib"`
+}
+
+type informerRow struct {
+	Kind    string  `json:"kind"`
+	Objects int     `json:"objects"`
+	MiB     float64 `json:"mib"`
+	Bytes   int64   `json:"bytes_per_object"`
+}
+
+// runScale grows one API server through the scale points (fleet.Mesh of n namespaces: 10n
+// AuthorizationPolicies and as many RequestAuthentications), and at each starts modelguard
+// serve afresh: time to sync, RSS after sync, admission latency at concurrency 1, and the
+// memory each informer and the policy snapshot hold.
+func runScale(ctx context.Context, o options) (*scaleReport, error) {
+	c, err := startCluster(o.root, filepath.Join(o.dir, "scale"))
+	if err != nil {
+		return nil, err
+	}
+	defer c.stop()
+	rep := &scaleReport{}
+	have := 0
+	for _, n := range o.scaleNamespaces {
+		objs := fleet.Mesh(n)
+		if n > have {
+			began := time.Now()
+			if err := c.create(ctx, objs[len(fleet.Mesh(have)):], 16); err != nil {
+				return nil, err
+			}
+			progress("scale: %s created in %s", kinds(objs), time.Since(began).Round(time.Second))
+			have = n
+		}
+		p, err := scalePointAt(ctx, c, o, n)
+		if err != nil {
+			return nil, err
+		}
+		p.Objects = kinds(objs)
+		rep.Points = append(rep.Points, p)
+	}
+	if first, last := rep.Points[0], rep.Points[len(rep.Points)-1]; first.P50ms > 0 {
+		rep.LatencyRatio = last.P50ms / first.P50ms
+	}
+	return rep, nil
+}
+
+func scalePointAt(ctx context.Context, c *cluster, o options, n int) (scalePoint, error) {
+	p := scalePoint{Policies: n * fleet.PoliciesPerNamespace}
+	reqs, err := corpus(n, 1000)
+	if err != nil {
+		return p, err
+	}
+	hc, err := loadClient(c.caData(), 1)
+	if err != nil {
+		return p, err
+	}
+	var rss []float64
+	var p50, p99 []time.Duration
+	for run := range o.runs {
+		s, err := startServer(ctx, c.serverOptions(o.bin, fmt.Sprintf("scale-%d-%d", n, run)))
+		if err != nil {
+			return p, err
+		}
+		p.SyncS = s.synced.Seconds()
+		time.Sleep(2 * time.Second)
+		r, _ := s.rss()
+		rss = append(rss, mib(r))
+		url := c.webhookURL(webhook.PathValidate)
+		closedLoop(ctx, hc, url, reqs, 1, time.Second) // warm-up
+		out := closedLoop(ctx, hc, url, reqs, 1, o.duration)
+		s.stop()
+		hc.CloseIdleConnections()
+		lat := summarise(out.Lat)
+		p50, p99 = append(p50, lat.P50), append(p99, lat.P99)
+		p.Errors += out.Errors
+		progress("scale: %d policies, run %d: synced in %.1fs, RSS %.0f MiB, p50 %.3f ms p99 %.3f ms, errors %d",
+			p.Policies, run+1, p.SyncS, mib(r), ms(lat.P50), ms(lat.P99), out.Errors)
+		if out.Errors > 0 {
+			progress("scale: first error: %s", out.FirstErr)
+		}
+	}
+	p.RSSMiB, p.P50ms, p.P99ms = median(rss), ms(median(p50)), ms(median(p99))
+	if p.Informers, err = informerMemory(ctx, c.cfg); err != nil {
+		return p, err
+	}
+	p.SnapshotMB = snapshotMemory(n)
+	return p, nil
+}
+
+// informerMemory starts one informer at a time, with modelguard's cache options (managed
+// fields stripped, Pods slimmed), and measures the live heap it holds once synced.
+func informerMemory(ctx context.Context, cfg *rest.Config) ([]informerRow, error) {
+	scheme, err := webhook.NewScheme()
+	if err != nil {
+		return nil, err
+	}
+	var rows []informerRow
+	for _, obj := range webhook.WatchedKinds() {
+		row, err := oneInformer(ctx, cfg, scheme, obj)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, row)
+	}
+	return rows, nil
+}
+
+func oneInformer(ctx context.Context, cfg *rest.Config, scheme *k8sruntime.Scheme, obj client.Object) (informerRow, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	opts := webhook.CacheOptions()
+	opts.Scheme = scheme
+	before := liveHeap()
+	ch, err := cache.New(cfg, opts)
+	if err != nil {
+		return informerRow{}, err
+	}
+	go func() { _ = ch.Start(ctx) }()
+	inf, err := ch.GetInformer(ctx, obj)
+	if err != nil {
+		return informerRow{}, fmt.Errorf("informer for %T: %w", obj, err)
+	}
+	count := 0
+	reg, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{AddFunc: func(any) { count++ }})
+	if err != nil {
+		return informerRow{}, err
+	}
+	if !ch.WaitForCacheSync(ctx) || !toolscache.WaitForCacheSync(ctx.Done(), reg.HasSynced) {
+		return informerRow{}, fmt.Errorf("informer for %T did not sync", obj)
+	}
+	held := liveHeap() - before
+	runtime.KeepAlive(ch)
+	kind, _, _ := scheme.ObjectKinds(obj)
+	name := fmt.Sprintf("%T", obj)
+	if len(kind) > 0 {
+		name = kind[0].Kind
+	} else if u, ok := obj.(interface{ GetKind() string }); ok {
+		name = u.GetKind()
+	}
+	row := informerRow{Kind: name, Objects: count, MiB: mib(held)}
+	if count > 0 {
+		row.Bytes = held / int64(count)
+	}
+	return row, nil
+}
+
+// snapshotMemory is the live heap of a policy.Snapshot holding fleet.Mesh(n), objects
+// included (in modelguard serve the snapshot shares them with the informers' stores).
+func snapshotMemory(n int) float64 {
+	before := liveHeap()
+	snap := policy.NewSnapshot(policy.DefaultConfig())
+	for _, o := range fleet.Mesh(n) {
+		_ = snap.Upsert(o)
+	}
+	held := liveHeap() - before
+	runtime.KeepAlive(snap)
+	return mib(held)
+}
+
+func liveHeap() int64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapAlloc)
+}
