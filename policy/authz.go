@@ -60,13 +60,17 @@ func (h *hopPolicies) accepts(issuer string) (a applicability, strips bool) {
 	return a, strips
 }
 
-// issuers lists the issuers any RequestAuthentication on the workload may validate.
+// issuers lists the issuers any RequestAuthentication on the workload may validate, in
+// order of appearance. A set keeps it linear: one object may carry tens of thousands of
+// jwtRules, and a quadratic scan of them stalled an admission for seconds.
 func (h *hopPolicies) issuers() []string {
 	var out []string
+	seen := map[string]bool{}
 	for _, ra := range h.ras {
 		for _, r := range ra.p.Spec.GetJwtRules() {
-			if !slices.Contains(out, r.GetIssuer()) {
-				out = append(out, r.GetIssuer())
+			if iss := r.GetIssuer(); !seen[iss] {
+				seen[iss] = true
+				out = append(out, iss)
 			}
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 
+	securityapi "istio.io/api/security/v1beta1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/modelguard/modelguard/policy"
@@ -41,4 +43,25 @@ func snapshotOf(b *testing.B, cfg *policy.GuardConfig, objs []runtime.Object) *p
 		}
 	}
 	return snap
+}
+
+// BenchmarkEvaluateManyJWTRules judges a model whose RequestAuthentication holds 40,000
+// jwtRules (about 1 MiB, within what the API server stores): the cost must stay linear in
+// the rules (a quadratic issuer scan once took seconds here).
+func BenchmarkEvaluateManyJWTRules(b *testing.B) {
+	cfg := policy.DefaultConfig()
+	objs := fleet.Mesh(1)
+	for _, o := range objs {
+		if ra, ok := o.(*securityv1.RequestAuthentication); ok && ra.Name == "ra-0" {
+			for i := range 40_000 {
+				ra.Spec.JwtRules = append(ra.Spec.JwtRules, &securityapi.JWTRule{Issuer: fmt.Sprintf("https://issuer-%d.example.com", i)})
+			}
+		}
+	}
+	snap := snapshotOf(b, cfg, objs)
+	subject := fleet.InferenceService(fleet.Namespace(0), "model")
+	b.ReportAllocs()
+	for b.Loop() {
+		policy.Evaluate(cfg, snap, subject, policy.Options{})
+	}
 }

@@ -26,6 +26,17 @@ const (
 	ModeAudit Mode = "Audit"
 )
 
+// rank orders modes from the laxest (Audit) to the strictest (Enforce).
+func (m Mode) rank() int {
+	switch m {
+	case ModeEnforce:
+		return 2
+	case ModeWarn:
+		return 1
+	}
+	return 0
+}
+
 // ConfigAPIVersion and ConfigKind identify a GuardConfig document.
 const (
 	ConfigAPIVersion = "modelguard.io/v1alpha1"

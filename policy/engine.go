@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 
 	securityapi "istio.io/api/security/v1beta1"
@@ -75,6 +76,21 @@ type Options struct {
 	// replaced: Old (as stored) removed and New (nil for a deletion) added. The validating
 	// guard uses it to refuse policy edits that would uncover an admitted model.
 	Change *Change
+	// view overrides one namespace's labels; Uncovers sets it to judge a relabelling.
+	view *nsView
+}
+
+// nsView makes the engine read one namespace's labels from the caller instead of the
+// snapshot. rule are the labels whose rule judges the object (requirements and mode); plan,
+// when set, are the labels whose rule plans the policies modelguard generates for the
+// namespace's models: where the current plan counts (the model carries its annotations), the
+// new rule's plan counts instead, since after a relabel the mutating webhook re-annotates the
+// model and the reconciler follows the new rule. hideGenerated leaves out the stored
+// generated policies of the namespace, which the reconciler rewrites or removes to match.
+type nsView struct {
+	name          string
+	rule, plan    map[string]string
+	hideGenerated bool
 }
 
 // Change is a what-if edit of one AuthorizationPolicy, RequestAuthentication,
@@ -99,6 +115,8 @@ type evaluation struct {
 	hidden   string // "Kind/ns/name" of a stored policy the what-if change removes
 	extraPA  []*securityv1.PeerAuthentication
 	extraDR  []*networkingv1.DestinationRule
+	// reached: namespaces of the models the VirtualService under review routes to
+	reached map[string]bool
 }
 
 // applyChange sets up the what-if overlay of opts.Change.
@@ -141,12 +159,27 @@ func (ev *evaluation) isHidden(kind, ns, name string) bool {
 	return ev.hidden != "" && ev.hidden == kind+"/"+ns+"/"+name
 }
 
+// hiddenGenerated reports whether a stored policy is a generated one the namespace view
+// leaves out.
+func (ev *evaluation) hiddenGenerated(ns string, lbls map[string]string) bool {
+	v := ev.opts.view
+	return v != nil && v.hideGenerated && v.name == ns && lbls[LabelManagedBy] == ManagedByValue
+}
+
+// ruleFor returns the rule of namespace ns, through the namespace view.
+func (ev *evaluation) ruleFor(ns string) *Rule {
+	if v := ev.opts.view; v != nil && v.name == ns {
+		return ev.cfg.ruleFor(nsLabels{name: ns, labels: v.rule})
+	}
+	return ev.cfg.ruleFor(ev.snap.namespaceLabels(ns))
+}
+
 // Evaluate judges one Model, InferenceService or VirtualService against the mesh state.
 // It does no I/O and never panics on a malformed object: it reports it as INVALID_OBJECT.
 func Evaluate(cfg *GuardConfig, snap *Snapshot, obj runtime.Object, opts Options) Verdict {
 	snap.mu.RLock()
 	defer snap.mu.RUnlock()
-	ev := &evaluation{cfg: cfg, snap: snap, opts: opts, subject: obj, hops: map[*Workload]*hopPolicies{}, planned: map[string]bool{}}
+	ev := &evaluation{cfg: cfg, snap: snap, opts: opts, subject: obj, hops: map[*Workload]*hopPolicies{}, planned: map[string]bool{}, reached: map[string]bool{}}
 	ev.applyChange(opts.Change)
 	ns, err := subjectNamespace(obj)
 	if err != nil {
@@ -159,16 +192,103 @@ func Evaluate(cfg *GuardConfig, snap *Snapshot, obj runtime.Object, opts Options
 	if cfg.Exempt(ns) {
 		return Verdict{Allowed: true, Findings: []Finding{{Code: CodeExempt, Severity: SeverityInfo, Message: fmt.Sprintf("namespace %s is exempt", ns)}}}
 	}
-	ev.rule = cfg.ruleFor(snap.namespaceLabels(ns))
-	if ev.rule == nil {
-		return Verdict{Allowed: true, Findings: []Finding{{Code: CodeNoRule, Severity: SeverityInfo, Message: fmt.Sprintf("no rule's namespaceSelector matches namespace %s", ns)}}}
+	ev.rule = ev.ruleFor(ns)
+	_, isVS := obj.(*networkingv1.VirtualService)
+	noRule := Verdict{Allowed: true, Findings: []Finding{{Code: CodeNoRule, Severity: SeverityInfo, Message: fmt.Sprintf("no rule's namespaceSelector matches namespace %s", ns)}}}
+	if ev.rule == nil && !isVS {
+		return noRule
 	}
 	exposures := ev.exposuresOf(obj)
+	if isVS {
+		ev.adoptStricterRule(ns)
+	}
+	if ev.rule == nil {
+		return noRule
+	}
 	for _, x := range exposures {
 		ev.judgeExposure(x)
 	}
 	ev.checkMTLSAll(exposures)
 	return ev.verdict(len(exposures) > 0)
+}
+
+// adoptStricterRule judges a VirtualService by the requirements of every rule that guards
+// what it exposes: its own namespace's rule and the rules of the namespaces whose models it
+// routes to, combined (the strictest mode, mTLS where any requires it, only issuers every
+// restricting rule allows). Bypass fix: judged by its own namespace's rule alone, a
+// VirtualService in a namespace whose rule is laxer (Warn, Audit, no mTLS, any issuer, or no
+// rule at all) was admitted although it exposed a model of a stricter namespace, whose owner
+// it is not. (An exempt namespace stays exempt: the operator listed it.)
+func (ev *evaluation) adoptStricterRule(ns string) {
+	namespaces := make([]string, 0, len(ev.reached))
+	for n := range ev.reached {
+		namespaces = append(namespaces, n)
+	}
+	sort.Strings(namespaces)
+	for _, tns := range namespaces {
+		if tns == ns || ev.cfg.Exempt(tns) {
+			continue
+		}
+		r := ev.ruleFor(tns)
+		if r == nil || r == ev.rule {
+			continue
+		}
+		combined, stricter := combineRules(ev.rule, r)
+		if !stricter {
+			continue
+		}
+		own := "no rule"
+		if ev.rule != nil {
+			own = fmt.Sprintf("rule %q (%s)", ev.rule.Name, ev.rule.Mode)
+		}
+		ev.add(Finding{Code: CodeStricterRuleApplies, Severity: SeverityInfo,
+			Message: fmt.Sprintf("the routes reach models of namespace %s, whose rule %q (%s) asks more than %s of namespace %s: judged by %q (%s, requireMTLS %v, allowedIssuers %v)",
+				tns, r.Name, r.Mode, own, ns, combined.Name, combined.Mode, combined.MTLSRequired(), orAny(combined.AllowedIssuers))})
+		ev.rule = combined
+	}
+}
+
+// combineRules returns a rule with the requirements of both (own may be nil), and whether
+// that asks more than own. Where target asks at least as much as own in every respect, it is
+// target itself; otherwise a rule named "own+target".
+func combineRules(own, target *Rule) (*Rule, bool) {
+	if own == nil {
+		return target, true
+	}
+	c := Rule{Name: own.Name, NamespaceSelector: own.NamespaceSelector, Mode: own.Mode, RequireMTLS: own.RequireMTLS, AllowedIssuers: own.AllowedIssuers}
+	stricter := false
+	if target.Mode.rank() > c.Mode.rank() {
+		c.Mode, stricter = target.Mode, true
+	}
+	if target.MTLSRequired() && !c.MTLSRequired() {
+		required := true
+		c.RequireMTLS, stricter = &required, true
+	}
+	if widened(target.AllowedIssuers, c.AllowedIssuers) {
+		stricter = true
+		if len(c.AllowedIssuers) == 0 {
+			c.AllowedIssuers = target.AllowedIssuers
+		} else {
+			var both []string
+			for _, iss := range c.AllowedIssuers {
+				if slices.Contains(target.AllowedIssuers, iss) {
+					both = append(both, iss)
+				}
+			}
+			if len(both) == 0 {
+				both = []string{"(no issuer: the rules allow none in common)"}
+			}
+			c.AllowedIssuers = both
+		}
+	}
+	if !stricter {
+		return own, false
+	}
+	if c.Mode == target.Mode && c.MTLSRequired() == target.MTLSRequired() && !widened(c.AllowedIssuers, target.AllowedIssuers) {
+		return target, true // target asks at least as much as own in every respect
+	}
+	c.Name = own.Name + "+" + target.Name
+	return &c, true
 }
 
 func subjectNamespace(obj runtime.Object) (string, error) {
@@ -242,6 +362,7 @@ func (ev *evaluation) exposuresOfVS(vs *networkingv1.VirtualService, keep func(*
 			if _, ok := reachesSeldonModel(r, t); !ok {
 				continue
 			}
+			ev.reached[t.namespace] = true
 			ev.planFor(t.owner)
 			if r.protocol == "TCP" {
 				ev.add(Finding{Code: CodeTCPRouteToModel, Severity: SeverityError, Route: r.String(),
@@ -346,12 +467,12 @@ func (ev *evaluation) policiesAt(w *Workload) *hopPolicies {
 	}
 	h := &hopPolicies{unplaced: w.Namespace == ""}
 	ev.snap.authz.candidates(w, func(p *securityv1.AuthorizationPolicy, a applicability) {
-		if !ev.isHidden("AuthorizationPolicy", p.Namespace, p.Name) {
+		if !ev.isHidden("AuthorizationPolicy", p.Namespace, p.Name) && !ev.hiddenGenerated(p.Namespace, p.Labels) {
 			h.addAP(p, a)
 		}
 	})
 	ev.snap.reqAuthn.candidates(w, func(p *securityv1.RequestAuthentication, a applicability) {
-		if !ev.isHidden("RequestAuthentication", p.Namespace, p.Name) {
+		if !ev.isHidden("RequestAuthentication", p.Namespace, p.Name) && !ev.hiddenGenerated(p.Namespace, p.Labels) {
 			h.ras = append(h.ras, appliedRA{p: p, a: a})
 		}
 	})

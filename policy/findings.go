@@ -44,6 +44,8 @@ const (
 	CodeExempt                 Code = "NAMESPACE_EXEMPT"
 	CodeMeshStateUnavailable   Code = "MESH_STATE_UNAVAILABLE"
 	CodeInvalidObject          Code = "INVALID_OBJECT"
+	CodeNamespaceRuleWeakened  Code = "NAMESPACE_RULE_WEAKENED"
+	CodeStricterRuleApplies    Code = "STRICTER_RULE_APPLIES"
 )
 
 // CatalogueEntry documents one code.
@@ -98,6 +100,10 @@ var Catalogue = []CatalogueEntry{
 		"The mesh state could not be read (caches not synced or a lookup failed); modelguard fails closed."},
 	{CodeInvalidObject, SeverityError, "Object cannot be judged",
 		"A field the engine reads has the wrong type or is missing; the object is refused rather than judged on a guess."},
+	{CodeNamespaceRuleWeakened, SeverityError, "A namespace relabel weakens the rule of exposed models",
+		"The change of a namespace's labels would make another GuardConfig rule (or none) apply to the exposed models in it, and that rule is laxer than the one that applies now (a weaker mode, mTLS no longer required, more issuers allowed, another inject issuer), or the policies it plans would leave a model uncovered. The finding names both rules and the model. It is refused whoever relabels: change the GuardConfig instead."},
+	{CodeStricterRuleApplies, SeverityInfo, "Judged by the model's stricter rule",
+		"The VirtualService routes to models of another namespace whose rule has a stricter mode than the rule of its own namespace (or its own namespace has none): it is judged by the models' rule, so that a laxer namespace cannot expose them."},
 }
 
 // Finding is one coded observation about the object under review.

@@ -8,6 +8,7 @@ import (
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -26,7 +27,17 @@ type Uncovered struct {
 // PeerAuthentication or DestinationRule can affect, before and after the change, and returns
 // those it would leave uncovered. A model that was already uncovered is not blamed on this
 // change: refusing it would not make the model safer, only block unrelated edits.
+//
+// A change of a Namespace (Old and New both set: an update) is a relabelling, judged by
+// relabelUncovers: it returns the exposed models of the namespace that the rule the new
+// labels select would guard less well than the rule that guards them now.
 func Uncovers(cfg *GuardConfig, snap *Snapshot, c Change) ([]Uncovered, error) {
+	if _, ok := c.Old.(*corev1.Namespace); ok {
+		return relabelUncovers(cfg, snap, c)
+	}
+	if _, ok := c.New.(*corev1.Namespace); ok {
+		return nil, nil // a new namespace holds no model yet
+	}
 	ref := c.Old
 	if ref == nil {
 		ref = c.New
@@ -72,6 +83,8 @@ func (s *Snapshot) modelsAffectedBy(o runtime.Object) []*unstructured.Unstructur
 	defer s.mu.RUnlock()
 	ns := o.(metav1.Object).GetNamespace()
 	switch t := o.(type) {
+	case *corev1.Namespace:
+		return s.modelsIn(t.Name)
 	case *networkingv1.DestinationRule:
 		if _, hostNS, ok := splitServiceFQDN(fqdn(t.Spec.GetHost(), t.Namespace, s.domain), s.domain); ok {
 			return s.modelsIn(hostNS)
@@ -127,4 +140,126 @@ func (s *Snapshot) NamespaceTerminating(ns string) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.terminating[ns]
+}
+
+// relabelUncovers judges a change of a namespace's labels, which can make another GuardConfig
+// rule (or none) apply to the models in it. For each model the namespace exposes now, it
+// compares the rule that applies now with the one the new labels select, and refuses the
+// change (in the current rule's mode) when the new rule is laxer — a weaker mode, no rule at
+// all, mTLS no longer required, more issuers allowed, another inject issuer or key set,
+// wider audiences, same-namespace callers let in — or when the policies the new rule plans
+// (in place of the current rule's generated ones) would leave the model with gaps the
+// current rule denies. The model is judged by the current rule's requirements both times:
+// the question is what the relabelling takes away, not whether a stricter rule would find
+// more to fault (a move to a stricter rule is never refused).
+//
+// This holds for whoever relabels, cluster administrators included: a namespace's labels
+// are how the GuardConfig's operator hands a namespace a rule, and a relabel that weakens
+// the rule of exposed models is the same bypass as an edit of their policies. The way to
+// relax a namespace on purpose is the GuardConfig, which the operator owns. (Deletions are
+// never refused: the guard receives namespace updates only.)
+func relabelUncovers(cfg *GuardConfig, snap *Snapshot, c Change) ([]Uncovered, error) {
+	oldNS, _ := c.Old.(*corev1.Namespace)
+	newNS, _ := c.New.(*corev1.Namespace)
+	if oldNS == nil || newNS == nil || oldNS.Name != newNS.Name {
+		return nil, fmt.Errorf("a namespace change is judged with both versions of one namespace")
+	}
+	name := oldNS.Name
+	if cfg.Exempt(name) {
+		return nil, nil
+	}
+	oldRule := cfg.ruleFor(nsLabels{name: name, labels: oldNS.Labels})
+	newRule := cfg.ruleFor(nsLabels{name: name, labels: newNS.Labels})
+	if oldRule == nil || oldRule == newRule {
+		return nil, nil // nothing guards it now, or the same rule still does
+	}
+	reasons := weakerRule(oldRule, newRule)
+	now := &nsView{name: name, rule: oldNS.Labels}
+	after := &nsView{name: name, rule: oldNS.Labels, plan: newNS.Labels, hideGenerated: true}
+	newName := "no rule"
+	if newRule != nil {
+		newName = fmt.Sprintf("rule %q (%s)", newRule.Name, newRule.Mode)
+	}
+	var out []Uncovered
+	for _, m := range snap.modelsAffectedBy(newNS) {
+		before := Evaluate(cfg, snap, m, Options{view: now})
+		if !before.Exposed {
+			continue // not exposed now: if it ever is, it is judged by the rule of that day
+		}
+		lost := newErrors(before, Evaluate(cfg, snap, m, Options{view: after}))
+		if len(reasons) == 0 && len(lost) == 0 {
+			continue
+		}
+		ref := objectRef(m.GetKind(), m.GetNamespace(), m.GetName())
+		why := strings.Join(reasons, "; ")
+		if why == "" {
+			why = fmt.Sprintf("the policies %s plans in place of those of rule %q would leave it uncovered", newName, oldRule.Name)
+		}
+		f := Finding{Code: CodeNamespaceRuleWeakened, Severity: SeverityError, Route: ref,
+			Message: fmt.Sprintf("relabelling namespace %s would make %s apply to exposed %s instead of rule %q (%s): %s", name, newName, ref, oldRule.Name, oldRule.Mode, why),
+			Fix: "Keep the namespace's labels, or have the GuardConfig's operator change the rules rather than the namespace. " +
+				"Where only the policies the new rule plans fall short, give the model policies of its own first."}
+		for i := range lost {
+			lost[i].Fix = "" // the finding above says what to do; the current rule's plan is no fix here
+		}
+		out = append(out, Uncovered{Ref: ref, Rule: oldRule.Name, Mode: oldRule.Mode, Findings: append([]Finding{f}, lost...)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
+	return out, nil
+}
+
+// weakerRule lists how rule b guards a model less than rule a (nil b: no rule at all).
+func weakerRule(a, b *Rule) []string {
+	if b == nil {
+		return []string{"no rule would guard the namespace"}
+	}
+	var out []string
+	if b.Mode.rank() < a.Mode.rank() {
+		out = append(out, fmt.Sprintf("mode %s instead of %s", b.Mode, a.Mode))
+	}
+	if a.MTLSRequired() && !b.MTLSRequired() {
+		out = append(out, "mTLS no longer required")
+	}
+	if widened(a.AllowedIssuers, b.AllowedIssuers) {
+		out = append(out, fmt.Sprintf("allowedIssuers %v instead of %v", orAny(b.AllowedIssuers), a.AllowedIssuers))
+	}
+	if a.Inject != nil && b.Inject != nil {
+		switch {
+		case a.Inject.Issuer != b.Inject.Issuer:
+			out = append(out, fmt.Sprintf("the generated policies would accept tokens of issuer %s instead of %s", b.Inject.Issuer, a.Inject.Issuer))
+		case a.Inject.JwksURI != b.Inject.JwksURI:
+			out = append(out, fmt.Sprintf("the generated policies would accept tokens signed by the keys of %s instead of %s", b.Inject.JwksURI, a.Inject.JwksURI))
+		}
+		if widened(a.Inject.Audiences, b.Inject.Audiences) {
+			out = append(out, fmt.Sprintf("the generated policies would accept audiences %v instead of %v", orAny(b.Inject.Audiences), a.Inject.Audiences))
+		}
+		if b.Inject.AllowSameNamespace && !a.Inject.AllowSameNamespace {
+			out = append(out, "callers in the model's namespace would need no token")
+		}
+	}
+	return out
+}
+
+// widened reports whether list b admits something list a does not, where an empty list
+// admits everything.
+func widened(a, b []string) bool {
+	if len(a) == 0 {
+		return false
+	}
+	if len(b) == 0 {
+		return true
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			return true
+		}
+	}
+	return false
+}
+
+func orAny(xs []string) any {
+	if len(xs) == 0 {
+		return "(any)"
+	}
+	return xs
 }

@@ -154,7 +154,7 @@ func (ev *evaluation) planFor(owner any) {
 		return
 	}
 	ev.planned[key] = true
-	rule := ev.cfg.ruleFor(ev.snap.namespaceLabels(u.GetNamespace()))
+	rule := ev.ruleFor(u.GetNamespace())
 	p, err := PlanFor(rule, u)
 	if err != nil {
 		ev.invalid(err)
@@ -172,6 +172,13 @@ func (ev *evaluation) planFor(owner any) {
 			Message: fmt.Sprintf("%s: the modelguard.io/* annotations differ from what rule %q plans, so the policies modelguard would generate are not counted", ref, rule.Name),
 			Fix:     "Remove the modelguard.io/* annotations and let the mutating webhook set them."})
 		return
+	}
+	if v := ev.opts.view; v != nil && v.plan != nil && v.name == u.GetNamespace() {
+		// A relabelling: the plan of the rule the new labels select replaces this one.
+		rule = ev.cfg.ruleFor(nsLabels{name: v.name, labels: v.plan})
+		if p, err = PlanFor(rule, u); err != nil || p == nil {
+			return // no inject under the new rule: the reconciler removes the generated policies
+		}
 	}
 	ev.extraAP = append(ev.extraAP, p.AuthorizationPolicy)
 	ev.extraRA = append(ev.extraRA, p.RequestAuthentication)
@@ -192,7 +199,7 @@ func (ev *evaluation) fixFor(t *target) string {
 		return "Add a RequestAuthentication for your issuer and a DENY AuthorizationPolicy with `from: [{source: {notRequestPrincipals: [\"*\"]}}]` that select the model's pods."
 	}
 	rule := &Rule{Name: "fix", Inject: &Inject{Issuer: "<ISSUER>", JwksURI: "<JWKS_URI>"}}
-	if r := ev.cfg.ruleFor(ev.snap.namespaceLabels(u.GetNamespace())); r != nil && r.Inject != nil {
+	if r := ev.ruleFor(u.GetNamespace()); r != nil && r.Inject != nil {
 		rule.Inject = r.Inject
 	}
 	key := fixKey(rule.Inject, u)

@@ -11,6 +11,7 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -47,6 +48,8 @@ type Snapshot struct {
 	terminating map[string]bool
 	isvcs       map[string]*unstructured.Unstructured
 	models      map[string]map[string]*unstructured.Unstructured // namespace -> name
+	// versions: "Kind/ns/name" -> resourceVersion of every object held, for Holds
+	versions map[string]string
 }
 
 // Workload is a set of pods with the same labels: a Pod, or the template of a Deployment,
@@ -86,6 +89,7 @@ func NewSnapshot(cfg *GuardConfig) *Snapshot {
 		terminating:  map[string]bool{},
 		isvcs:        map[string]*unstructured.Unstructured{},
 		models:       map[string]map[string]*unstructured.Unstructured{},
+		versions:     map[string]string{},
 	}
 }
 
@@ -104,29 +108,63 @@ func (s *Snapshot) Delete(obj runtime.Object) error {
 }
 
 func (s *Snapshot) apply(obj runtime.Object, del bool) error {
+	kind, err := s.put(obj, del)
+	if err != nil || kind == "" {
+		return err
+	}
+	m := obj.(metav1.Object)
+	putMap(s.versions, kind+"/"+m.GetNamespace()+"/"+m.GetName(), m.GetResourceVersion(), del)
+	return nil
+}
+
+// Holds reports whether the snapshot holds the object of that kind ("AuthorizationPolicy",
+// "Deployment", "Namespace", "InferenceService", ...), namespace ("" for a Namespace) and
+// name, at resourceVersion unless that is empty. The informers apply writes asynchronously:
+// a caller that writes through the API server and then relies on modelguard having seen the
+// write (the integration tests) waits until it holds.
+func (s *Snapshot) Holds(kind, namespace, name, resourceVersion string) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rv, ok := s.versions[kind+"/"+namespace+"/"+name]
+	return ok && (resourceVersion == "" || rv == resourceVersion)
+}
+
+// put files one object under its indexes and returns its kind ("" for a kind not kept).
+func (s *Snapshot) put(obj runtime.Object, del bool) (string, error) {
 	switch o := obj.(type) {
 	case *securityv1.AuthorizationPolicy:
 		s.authz.put(o.Namespace, o.Name, o, del)
+		return "AuthorizationPolicy", nil
 	case *securityv1.RequestAuthentication:
 		s.reqAuthn.put(o.Namespace, o.Name, o, del)
+		return "RequestAuthentication", nil
 	case *securityv1.PeerAuthentication:
 		s.peerAuth.put(o.Namespace, o.Name, o, del)
+		return "PeerAuthentication", nil
 	case *networkingv1.Gateway:
 		putMap(s.gateways, o.Namespace+"/"+o.Name, o, del)
+		return "Gateway", nil
 	case *networkingv1.VirtualService:
 		s.putVS(o, del)
+		return "VirtualService", nil
 	case *networkingv1.DestinationRule:
 		s.putDR(o, del)
+		return "DestinationRule", nil
 	case *corev1.Pod:
 		s.putWorkload("Pod", o.Namespace, o.Name, o.Labels, o.Spec.ServiceAccountName, del)
+		return "Pod", nil
 	case *appsv1.Deployment:
 		s.putWorkload("Deployment", o.Namespace, o.Name, o.Spec.Template.Labels, o.Spec.Template.Spec.ServiceAccountName, del)
+		return "Deployment", nil
 	case *appsv1.StatefulSet:
 		s.putWorkload("StatefulSet", o.Namespace, o.Name, o.Spec.Template.Labels, o.Spec.Template.Spec.ServiceAccountName, del)
+		return "StatefulSet", nil
 	case *appsv1.DaemonSet:
 		s.putWorkload("DaemonSet", o.Namespace, o.Name, o.Spec.Template.Labels, o.Spec.Template.Spec.ServiceAccountName, del)
+		return "DaemonSet", nil
 	case *corev1.Service:
 		s.putService(o, del)
+		return "Service", nil
 	case *corev1.Namespace:
 		if del {
 			delete(s.namespaces, o.Name)
@@ -135,12 +173,11 @@ func (s *Snapshot) apply(obj runtime.Object, del bool) error {
 			s.namespaces[o.Name] = o.Labels
 			s.terminating[o.Name] = o.DeletionTimestamp != nil || o.Status.Phase == corev1.NamespaceTerminating
 		}
+		return "Namespace", nil
 	case *unstructured.Unstructured:
-		return s.putUnstructured(o, del)
-	default:
-		return nil
+		return o.GetKind(), s.putUnstructured(o, del)
 	}
-	return nil
+	return "", nil
 }
 
 func putMap[T any](m map[string]T, key string, v T, del bool) {

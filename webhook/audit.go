@@ -6,9 +6,12 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -50,8 +53,7 @@ func (a *Auditor) decide(ctx context.Context, req admission.Request, fn func(adm
 
 // record writes the audit line, the metrics and the Event of one decision.
 func (a *Auditor) record(ctx context.Context, d decisionRecord) {
-	kind := d.req.Kind.Kind
-	a.Metrics.Decisions.WithLabelValues(kind, string(d.req.Operation), d.decision).Inc()
+	a.Metrics.Decisions.WithLabelValues(metricKind(d.req), metricOperation(d.req), d.decision).Inc()
 	if d.decision == "allowed" {
 		return
 	}
@@ -66,18 +68,28 @@ func (a *Auditor) record(ctx context.Context, d decisionRecord) {
 
 func (a *Auditor) attrs(d decisionRecord) []slog.Attr {
 	dryRun := d.req.DryRun != nil && *d.req.DryRun
-	findings := make([]map[string]string, 0, len(d.verdict.Findings))
+	// A hostile object can draw tens of thousands of findings, or a route naming 100,000
+	// hosts: the line lists the first maxAuditFindings, each clipped, and counts the rest
+	// (codes lists them all), so that one decision never writes megabytes.
+	findings := make([]map[string]string, 0, min(len(d.verdict.Findings), maxAuditFindings))
+	omitted := 0
 	for _, f := range d.verdict.Findings {
-		findings = append(findings, map[string]string{"code": string(f.Code), "severity": string(f.Severity), "message": f.Message, "route": f.Route})
+		if len(findings) == maxAuditFindings {
+			omitted++
+			continue
+		}
+		findings = append(findings, map[string]string{"code": string(f.Code), "severity": string(f.Severity), "message": clip(f.Message, 1000), "route": clip(f.Route, 500)})
 	}
 	attrs := []slog.Attr{
-		slog.String("uid", string(d.req.UID)),
-		slog.String("operation", string(d.req.Operation)),
-		slog.String("kind", d.req.Kind.Kind),
-		slog.String("namespace", d.req.Namespace),
-		slog.String("name", d.req.Name),
-		slog.String("user", d.req.UserInfo.Username),
-		slog.Any("groups", nonNil(d.req.UserInfo.Groups)),
+		// Request fields are clipped: a request that did not come from an API server may hold
+		// anything, and its refusal is audited too.
+		slog.String("uid", clip(string(d.req.UID), 256)),
+		slog.String("operation", clip(string(d.req.Operation), 64)),
+		slog.String("kind", clip(d.req.Kind.Kind, 256)),
+		slog.String("namespace", clip(d.req.Namespace, 256)),
+		slog.String("name", clip(d.req.Name, 256)),
+		slog.String("user", clip(d.req.UserInfo.Username, 256)),
+		slog.Any("groups", clipAll(nonNil(d.req.UserInfo.Groups), 64, 256)),
 		slog.Bool("dryRun", dryRun),
 		slog.String("decision", d.decision),
 		slog.String("mode", string(d.verdict.Mode)),
@@ -85,10 +97,49 @@ func (a *Auditor) attrs(d decisionRecord) []slog.Attr {
 		slog.Any("codes", nonNil(d.verdict.Codes())),
 		slog.Any("findings", findings),
 	}
+	if omitted > 0 {
+		attrs = append(attrs, slog.Int("findingsOmitted", omitted))
+	}
 	if d.message != "" {
-		attrs = append(attrs, slog.String("error", d.message))
+		attrs = append(attrs, slog.String("error", clip(d.message, 4000)))
 	}
 	return attrs
+}
+
+// maxAuditFindings caps the findings one audit line lists.
+const maxAuditFindings = 50
+
+// clipAll keeps at most n strings of s, each clipped to size.
+func clipAll(s []string, n, size int) []string {
+	out := make([]string, 0, min(len(s), n+1))
+	for i, x := range s {
+		if i == n {
+			out = append(out, fmt.Sprintf("... and %d more", len(s)-n))
+			break
+		}
+		out = append(out, clip(x, size))
+	}
+	return out
+}
+
+// metricKind is the kind label of a decision: a kind some handler owns, else "other". Labels
+// must come from a bounded set: anyone who can reach the webhook can send any kind, and each
+// new label value is a new series held in memory for good.
+func metricKind(req admission.Request) string {
+	gk := schema.GroupKind{Group: req.Kind.Group, Kind: req.Kind.Kind}
+	if judgedKinds[gk] || modelKinds[gk] || guardedKinds[gk] {
+		return gk.Kind
+	}
+	return "other"
+}
+
+// metricOperation is the operation label of a decision: CREATE, UPDATE, DELETE or "other".
+func metricOperation(req admission.Request) string {
+	switch op := req.Operation; op {
+	case admissionv1.Create, admissionv1.Update, admissionv1.Delete:
+		return string(op)
+	}
+	return "other"
 }
 
 func nonNil(s []string) []string {
@@ -133,11 +184,17 @@ func summary(d decisionRecord) string {
 	return clip(fmt.Sprintf("modelguard %s %s %s/%s: %s", d.decision, d.req.Kind.Kind, d.req.Namespace, d.req.Name, strings.Join(d.verdict.Codes(), ", ")), 1000)
 }
 
+// clip shortens s to at most n bytes, ending in "...", without cutting a UTF-8 sequence (the
+// result stays valid UTF-8 when s is).
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	return s[:n-3] + "..."
+	cut := n - 3
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
 }
 
 // auditAnnotations are added to every non-plain response so the API server's audit log holds

@@ -42,11 +42,29 @@ func Configurations(o ConfigurationOptions) (*admissionregistrationv1.MutatingWe
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{
 			validatingWebhook("validate.models.modelguard.io", o, PathValidate, append(modelRules(), virtualServiceRules())),
-			validatingWebhook("guard.policies.modelguard.io", o, PathGuard, policyRules()),
+			guardWebhook(o),
 		},
 	}
 	return mutating, validating
 }
+
+// guardWebhook receives changes of the policies models rely on, and namespace relabels. Of
+// the namespace writes only those that change labels are sent (matchConditions): the
+// namespace controller's status and finalize writes during a deletion, and annotation edits,
+// never depend on modelguard being up.
+func guardWebhook(o ConfigurationOptions) admissionregistrationv1.ValidatingWebhook {
+	w := validatingWebhook("guard.policies.modelguard.io", o, PathGuard, append(policyRules(), namespaceRule()))
+	w.MatchConditions = []admissionregistrationv1.MatchCondition{{
+		Name:       "namespace-labels-changed",
+		Expression: NamespaceLabelsChanged,
+	}}
+	return w
+}
+
+// NamespaceLabelsChanged is the guard's CEL match condition: every request that is not for a
+// Namespace, and the namespace updates that change its labels.
+const NamespaceLabelsChanged = `request.resource.group != "" || request.resource.resource != "namespaces" || ` +
+	`(has(object.metadata.labels) ? object.metadata.labels : {}) != (has(oldObject.metadata.labels) ? oldObject.metadata.labels : {})`
 
 func validatingWebhook(name string, o ConfigurationOptions, path string, rules []admissionregistrationv1.RuleWithOperations) admissionregistrationv1.ValidatingWebhook {
 	return admissionregistrationv1.ValidatingWebhook{
@@ -80,6 +98,21 @@ func policyRules() []admissionregistrationv1.RuleWithOperations {
 	return []admissionregistrationv1.RuleWithOperations{
 		rule([]string{"security.istio.io"}, []string{"v1", "v1beta1"}, []string{"authorizationpolicies", "requestauthentications", "peerauthentications"}, ops),
 		rule([]string{"networking.istio.io"}, []string{"v1", "v1beta1", "v1alpha3"}, []string{"destinationrules"}, ops),
+	}
+}
+
+// namespaceRule sends namespace updates to the guard: a namespace's labels select the
+// GuardConfig rule of its models, so a relabel can weaken their rule. UPDATE only (a new
+// namespace holds no model; a deletion is never refused), of the namespace and of its status
+// and finalize subresources, which accept label changes too (a relabel through them was a
+// bypass). The match condition of the guard keeps out every write that leaves the labels
+// alone. The common namespaceSelector applies to a Namespace's own labels, so kube-system and
+// modelguard's namespace stay out here too.
+func namespaceRule() admissionregistrationv1.RuleWithOperations {
+	return admissionregistrationv1.RuleWithOperations{
+		Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Update},
+		Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"},
+			Resources: []string{"namespaces", "namespaces/status", "namespaces/finalize"}, Scope: ptr(admissionregistrationv1.ClusterScope)},
 	}
 }
 

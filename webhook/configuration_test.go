@@ -30,8 +30,19 @@ func TestConfigurationsMatchDesign(t *testing.T) {
 	}
 	assert.ElementsMatch(t, []string{"inferenceservices", "models", "virtualservices"}, resources(val.Webhooks[0].Rules))
 	assert.ElementsMatch(t, []string{"v1", "v1beta1", "v1alpha3"}, val.Webhooks[0].Rules[2].APIVersions)
-	assert.ElementsMatch(t, []string{"authorizationpolicies", "requestauthentications", "peerauthentications", "destinationrules"}, resources(val.Webhooks[1].Rules))
+	assert.ElementsMatch(t, []string{"authorizationpolicies", "requestauthentications", "peerauthentications", "destinationrules",
+		"namespaces", "namespaces/status", "namespaces/finalize"}, resources(val.Webhooks[1].Rules))
 	assert.Contains(t, val.Webhooks[1].Rules[0].Operations, admissionregistrationv1.Delete)
+	// Namespaces: updates, cluster-scoped, with the subresources that also take labels; only
+	// label changes are sent (the namespace controller's writes never depend on modelguard).
+	ns := val.Webhooks[1].Rules[2]
+	assert.Equal(t, []string{"namespaces", "namespaces/status", "namespaces/finalize"}, ns.Resources)
+	assert.Equal(t, []string{""}, ns.APIGroups)
+	assert.Equal(t, []admissionregistrationv1.OperationType{admissionregistrationv1.Update}, ns.Operations)
+	assert.Equal(t, admissionregistrationv1.ClusterScope, *ns.Scope)
+	require.Len(t, val.Webhooks[1].MatchConditions, 1)
+	assert.Equal(t, NamespaceLabelsChanged, val.Webhooks[1].MatchConditions[0].Expression)
+	assert.Empty(t, val.Webhooks[0].MatchConditions, "the validator sees every write of its kinds")
 }
 
 func checkCommon(t *testing.T, se *admissionregistrationv1.SideEffectClass, timeout *int32, mp *admissionregistrationv1.MatchPolicyType, versions, excluded []string) {

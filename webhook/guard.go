@@ -3,11 +3,13 @@ package webhook
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -22,7 +24,10 @@ const PathGuard = "/guard"
 
 // Guard is the validating handler for changes of the Istio policies models rely on
 // (AuthorizationPolicy, RequestAuthentication, PeerAuthentication, DestinationRule): it refuses
-// a change that would leave an admitted exposure uncovered, naming the exposures.
+// a change that would leave an admitted exposure uncovered, naming the exposures. It also
+// receives updates of Namespaces, whose labels choose the GuardConfig rule of the models in
+// them: a relabel that would hand exposed models a laxer rule is refused like a weakened
+// policy (the judgement is the engine's, policy.Uncovers).
 type Guard struct {
 	Config *ConfigStore
 	Mesh   SnapshotSource
@@ -39,6 +44,7 @@ var guardedKinds = map[schema.GroupKind]bool{
 	{Group: "security.istio.io", Kind: "RequestAuthentication"}: true,
 	{Group: "security.istio.io", Kind: "PeerAuthentication"}:    true,
 	{Group: "networking.istio.io", Kind: "DestinationRule"}:     true,
+	{Group: "", Kind: "Namespace"}:                              true,
 }
 
 // Deletions by these controllers are never refused: they delete what a namespace deletion or
@@ -67,6 +73,9 @@ func (g *Guard) decide(req admission.Request) (admission.Response, decisionRecor
 	if err != nil {
 		return meshUnavailable(&rec, err)
 	}
+	if ns, ok := obj.(*corev1.Namespace); ok {
+		return g.relabel(&rec, snap, change, ns)
+	}
 	if snap.NamespaceTerminating(req.Namespace) {
 		return admission.Allowed(""), rec
 	}
@@ -83,6 +92,29 @@ func (g *Guard) decide(req admission.Request) (admission.Response, decisionRecor
 	}
 	rec.verdict = guardVerdict(uncovered)
 	return respond(&rec)
+}
+
+// relabel judges an update of a Namespace. Only its labels matter (they select the rule of
+// the models in it); a namespace being deleted is never held up. A relabel that weakens the
+// rule of exposed models is refused in Enforce whoever makes it, cluster administrators
+// included: unlike the deletions DESIGN.md exempts (the namespace controller's, the garbage
+// collector's), it is a choice, not the tail of one already made, and the GuardConfig is the
+// place to relax a namespace on purpose. The message names the rule that would apply and the
+// models that lose coverage.
+func (g *Guard) relabel(rec *decisionRecord, snap *policy.Snapshot, c policy.Change, ns *corev1.Namespace) (admission.Response, decisionRecord) {
+	old, _ := c.Old.(*corev1.Namespace)
+	if old == nil || maps.Equal(old.Labels, ns.Labels) || ns.DeletionTimestamp != nil || snap.NamespaceTerminating(ns.Name) {
+		return admission.Allowed(""), *rec
+	}
+	uncovered, err := policy.Uncovers(g.Config.Get(), snap, c)
+	if err != nil {
+		return errored(rec, err)
+	}
+	if len(uncovered) == 0 {
+		return admission.Allowed(""), *rec
+	}
+	rec.verdict = guardVerdict(uncovered)
+	return respond(rec)
 }
 
 func (g *Guard) exempt(req admission.Request) bool {
@@ -167,7 +199,9 @@ func guardVerdict(us []policy.Uncovered) policy.Verdict {
 			rules = append(rules, u.Rule)
 		}
 		for _, f := range u.Findings {
-			f.Message = "this change would leave " + u.Ref + " uncovered: " + f.Message
+			if f.Code != policy.CodeNamespaceRuleWeakened { // that one names the model itself
+				f.Message = "this change would leave " + u.Ref + " uncovered: " + f.Message
+			}
 			v.Findings = append(v.Findings, f)
 		}
 	}

@@ -2,14 +2,17 @@ package webhook
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	admissionv1 "k8s.io/api/admission/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
@@ -109,4 +112,50 @@ func TestGuardProtectsGeneratedPolicies(t *testing.T) {
 	labelled := update(t, "generated-ap.yaml", "generated-ap-labelled.yaml")
 	labelled.UserInfo.Username = "bob"
 	assert.True(t, f.guardHandle(labelled).Allowed, "a label is not a change of what the policy does")
+}
+
+// namespaceUpdate is the AdmissionRequest of a relabel, as the API server sends it (for a
+// Namespace, request.namespace is the namespace's own name).
+func namespaceUpdate(t *testing.T, name string, from, to map[string]string) admission.Request {
+	t.Helper()
+	raw := func(l map[string]string) []byte {
+		b, err := json.Marshal(&corev1.Namespace{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Namespace"},
+			ObjectMeta: metav1.ObjectMeta{Name: name, Labels: l}})
+		require.NoError(t, err)
+		return b
+	}
+	return admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{
+		UID: "uid-ns", Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Namespace"}, Name: name, Namespace: name,
+		Operation: admissionv1.Update, Object: runtime.RawExtension{Raw: raw(to)}, OldObject: runtime.RawExtension{Raw: raw(from)},
+		UserInfo: authenticationv1.UserInfo{Username: "cluster-admin", Groups: []string{"system:masters"}},
+	}}
+}
+
+// A relabel that hands an exposed model a laxer rule is refused, naming the rule that would
+// apply and the model; other namespace updates pass without a judgement.
+func TestGuardRefusesWeakeningRelabel(t *testing.T) {
+	f := newFixture(t, "config-relabel.yaml", "kserve.yaml", "kserve-seed-policies.yaml", "kserve-seed-ra.yaml")
+	resp := f.guardHandle(namespaceUpdate(t, "models", nil, map[string]string{"tier": "sandbox"}))
+	require.False(t, resp.Allowed)
+	assert.EqualValues(t, http.StatusForbidden, resp.Result.Code)
+	assert.Contains(t, resp.Result.Message, "[NAMESPACE_RULE_WEAKENED]")
+	assert.Contains(t, resp.Result.Message, `relabelling namespace models would make rule "sandbox" (Warn) apply to exposed InferenceService models/sample instead of rule "default" (Enforce)`)
+	l := f.auditLines(t)
+	assert.Equal(t, "denied", l[len(l)-1]["decision"])
+	assert.Equal(t, "Namespace", l[len(l)-1]["kind"])
+
+	for name, req := range map[string]admission.Request{
+		"an unrelated label":        namespaceUpdate(t, "models", nil, map[string]string{"team": "ml"}),
+		"back to the stricter rule": namespaceUpdate(t, "models", map[string]string{"tier": "sandbox"}, nil),
+		"no exposed model there":    namespaceUpdate(t, "elsewhere", nil, map[string]string{"tier": "sandbox"}),
+		"labels unchanged (no-op)":  namespaceUpdate(t, "models", map[string]string{"tier": "x"}, map[string]string{"tier": "x"}),
+	} {
+		t.Run(name, func(t *testing.T) {
+			assert.True(t, f.guardHandle(req).Allowed)
+		})
+	}
+	// Terminating: never held up.
+	require.NoError(t, f.mesh.snap.Upsert(&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "models", DeletionTimestamp: &metav1.Time{}},
+		Status: corev1.NamespaceStatus{Phase: corev1.NamespaceTerminating}}))
+	assert.True(t, f.guardHandle(namespaceUpdate(t, "models", nil, map[string]string{"tier": "sandbox"})).Allowed)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	crwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
@@ -29,6 +30,9 @@ type Options struct {
 	Recorder       events.EventRecorder
 	// TrustedUsers may change guarded policies whatever the outcome (the reconciler).
 	TrustedUsers []string
+	// LogOut is where operational log lines go (GuardConfig reloads and rejections, mesh
+	// state): stderr in production, so that stdout carries only audit lines. Nil: AuditOut.
+	LogOut io.Writer
 }
 
 // Server is what Setup wires into a manager, for callers that need its parts.
@@ -44,12 +48,19 @@ type Server struct {
 // must not answer admissions as if the mesh had no policies (and the handlers fail closed).
 func Setup(mgr manager.Manager, opts Options) (*Server, error) {
 	log := slog.New(slog.NewJSONHandler(opts.AuditOut, nil))
+	// Fault suite (TestFaultInvalidConfigPushed): operational lines went to the audit stream
+	// (stdout), against README ("Operational logs are JSON on stderr") and serve.go ("stdout
+	// carries only the audit lines"). They now go to LogOut when it is set.
+	opLog := log
+	if opts.LogOut != nil {
+		opLog = slog.New(slog.NewJSONHandler(opts.LogOut, nil))
+	}
 	metrics := NewMetrics(opts.Registry)
-	cfg, err := NewConfigStore(opts.ConfigPath, log, metrics)
+	cfg, err := NewConfigStore(opts.ConfigPath, opLog, metrics)
 	if err != nil {
 		return nil, fmt.Errorf("GuardConfig: %w", err)
 	}
-	mesh := NewMesh(cfg, mgr.GetCache(), mgr.GetScheme(), mgr.GetRESTMapper(), log, metrics)
+	mesh := NewMesh(cfg, mgr.GetCache(), mgr.GetScheme(), mgr.GetRESTMapper(), opLog, metrics)
 	if err := mgr.Add(everyReplica(mesh.Start)); err != nil {
 		return nil, err
 	}
@@ -62,16 +73,23 @@ func Setup(mgr manager.Manager, opts Options) (*Server, error) {
 	}
 	audit := &Auditor{Log: log, Metrics: metrics, Recorder: opts.Recorder}
 	srv := mgr.GetWebhookServer()
-	srv.Register(PathValidate, &admission.Webhook{Handler: &Validator{Config: cfg, Mesh: mesh, Audit: audit}})
-	srv.Register(PathMutate, &admission.Webhook{Handler: &Mutator{Config: cfg, Mesh: mesh, Audit: audit}})
-	srv.Register(PathGuard, &admission.Webhook{Handler: &Guard{Config: cfg, Mesh: mesh, Audit: audit, TrustedUsers: opts.TrustedUsers}})
+	register(srv, &Validator{Config: cfg, Mesh: mesh, Audit: audit}, &Mutator{Config: cfg, Mesh: mesh, Audit: audit},
+		&Guard{Config: cfg, Mesh: mesh, Audit: audit, TrustedUsers: opts.TrustedUsers})
 	if err := mgr.AddReadyzCheck("mesh-state", func(*http.Request) error { return mesh.Ready() }); err != nil {
 		return nil, err
 	}
 	if err := mgr.AddReadyzCheck("webhook-server", srv.StartedChecker()); err != nil {
 		return nil, err
 	}
-	return &Server{Config: cfg, Mesh: mesh, Metrics: metrics, Log: log}, nil
+	return &Server{Config: cfg, Mesh: mesh, Metrics: metrics, Log: opLog}, nil
+}
+
+// register serves the three handlers on srv, each behind jsonOnly (see request.go). The HTTP
+// tests serve them through here too.
+func register(srv crwebhook.Server, validate, mutate, guard admission.Handler) {
+	srv.Register(PathValidate, jsonOnly(&admission.Webhook{Handler: validate}))
+	srv.Register(PathMutate, jsonOnly(&admission.Webhook{Handler: mutate}))
+	srv.Register(PathGuard, jsonOnly(&admission.Webhook{Handler: guard}))
 }
 
 // everyReplica is a Runnable that runs on every replica, leader or not: each replica serves

@@ -7,13 +7,14 @@ import (
 	"net/http"
 	"strings"
 
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/modelguard/modelguard/policy"
-	"github.com/modelguard/modelguard/policy/decode"
 )
 
 // MaxObjectBytes caps the objects of one request: Kubernetes stores objects of at most
@@ -50,39 +51,122 @@ func (v *Validator) Handle(ctx context.Context, req admission.Request) admission
 
 func (v *Validator) decide(req admission.Request) (admission.Response, decisionRecord) {
 	rec := decisionRecord{req: req}
-	obj, err := decodeRequest(req, judgedKinds)
+	obj, old, err := decodeObjects(req, judgedKinds)
 	if err != nil {
 		return errored(&rec, err)
 	}
 	rec.obj = obj
-	if req.Operation != "CREATE" && req.Operation != "UPDATE" {
-		rec.decision = "allowed"
+	if req.Operation == admissionv1.Delete {
+		rec.decision = "allowed" // removing an object exposes nothing
 		return admission.Allowed(""), rec
+	}
+	if obj.GetName() == "" {
+		// Only mutating admission sees a generateName without a name; the engine matches
+		// workloads by name, so an unnamed object cannot be judged.
+		return errored(&rec, fmt.Errorf("the %s has no name: validating admission runs after the API server names it", req.Kind.Kind))
 	}
 	snap, err := v.Mesh.Snapshot()
 	if err != nil {
 		return meshUnavailable(&rec, err)
 	}
-	rec.verdict = policy.Evaluate(v.Config.Get(), snap, obj, policy.Options{})
-	if req.Operation == "UPDATE" && !judgedChange(req, obj) {
+	rec.verdict = v.judge(snap, obj)
+	if req.Operation == admissionv1.Update && !judgedChange(old, obj) {
 		return lenient(&rec)
 	}
 	return respond(&rec)
 }
 
+// judge evaluates the object, refusing first the VirtualServices the engine must not
+// expand: an empty one, and one whose routes multiply past MaxRoutes.
+func (v *Validator) judge(snap *policy.Snapshot, obj runtime.Object) policy.Verdict {
+	if vs, ok := obj.(*networkingv1.VirtualService); ok {
+		if msg := unjudgeableVS(vs); msg != "" {
+			return policy.Verdict{Mode: policy.ModeEnforce, Findings: []policy.Finding{{Code: policy.CodeInvalidObject, Severity: policy.SeverityError,
+				Message: fmt.Sprintf("VirtualService %s/%s %s", vs.Namespace, vs.Name, msg),
+				Fix:     "Correct the VirtualService; modelguard refuses objects it cannot judge rather than judge them on a guess."}}}
+		}
+	}
+	return policy.Evaluate(v.Config.Get(), snap, obj, policy.Options{})
+}
+
+// MaxRoutes caps the routes one VirtualService may expand to (each HTTP match on each of its
+// gateways to each destination and mirror, and each TCP or TLS destination on each gateway).
+// The engine judges every one (about 90 µs each), and the product grows fast: 300 gateways,
+// 100 matches and 10 destinations are 300,000 routes in 9 KB of JSON, which took half a
+// minute and wrote a 15 MB denial. At the cap a judgement takes about half a second; real
+// VirtualServices expand to a few hundred routes at most.
+const MaxRoutes = 5_000
+
+// unjudgeableVS says why a VirtualService cannot be judged, or "".
+func unjudgeableVS(vs *networkingv1.VirtualService) string {
+	s := &vs.Spec
+	if len(s.GetHosts()) == 0 && len(s.GetGateways()) == 0 && len(s.GetHttp()) == 0 && len(s.GetTcp()) == 0 && len(s.GetTls()) == 0 {
+		return "has no spec (no hosts, gateways or routes): refused as malformed"
+	}
+	if n, over := expandedRoutes(vs); over {
+		return fmt.Sprintf("expands to more than %d routes (gateways x matches x destinations; %d counted so far), more than modelguard judges in one admission: split it into several VirtualServices", MaxRoutes, n)
+	}
+	return ""
+}
+
+// expandedRoutes counts the routes the engine expands vs to, as policy's rootRoutes and
+// l4Routes do, counting every gateway (mesh and internal ones too) and a delegating route
+// once per gateway (the delegate's own routes are counted when it is judged). It stops
+// counting past MaxRoutes; each step adds at most (3 MiB)^2, so nothing overflows.
+func expandedRoutes(vs *networkingv1.VirtualService) (n int, over bool) {
+	gws := len(vs.Spec.GetGateways())
+	for _, hr := range vs.Spec.GetHttp() {
+		if hr.GetDelegate() != nil {
+			n += gws
+		} else {
+			dests := len(hr.GetRoute()) + len(hr.GetMirrors())
+			if hr.GetMirror() != nil {
+				dests++
+			}
+			if len(hr.GetMatch()) == 0 {
+				n += gws * dests
+			}
+			for _, m := range hr.GetMatch() {
+				g := gws
+				if len(m.GetGateways()) > 0 {
+					g = len(m.GetGateways())
+				}
+				n += g * dests
+				if n > MaxRoutes {
+					return n, true
+				}
+			}
+		}
+		if n > MaxRoutes {
+			return n, true
+		}
+	}
+	for _, r := range vs.Spec.GetTcp() {
+		if n += gws * len(r.GetRoute()); n > MaxRoutes {
+			return n, true
+		}
+	}
+	for _, r := range vs.Spec.GetTls() {
+		if n += gws * len(r.GetRoute()); n > MaxRoutes {
+			return n, true
+		}
+	}
+	return n, false
+}
+
 // judgedChange reports whether an UPDATE changes what the engine reads. Metadata-only updates
 // by controllers (finalizers, owner references, other annotations) and updates of an object
-// being deleted pass, so that a controller can always finish a deletion.
-func judgedChange(req admission.Request, obj runtime.Object) bool {
+// being deleted pass, so that a controller can always finish a deletion. decodeObjects has
+// checked that old is the same object, decoded strictly.
+func judgedChange(old, obj runtime.Object) bool {
 	m, ok := obj.(metav1.Object)
 	if !ok || m.GetDeletionTimestamp() != nil {
 		return false
 	}
-	old, err := decode.DecodeObject(req.OldObject.Raw)
-	if err != nil {
-		return true // an unreadable old object: judge the new one in full
+	if old == nil {
+		return true // never for an UPDATE that decodeObjects accepted; judge in full
 	}
-	return !sameJudgedFields(old.Obj, obj)
+	return !sameJudgedFields(old, obj)
 }
 
 // respond turns a verdict into the response its mode calls for.
@@ -141,6 +225,19 @@ func errored(rec *decisionRecord, err error) (admission.Response, decisionRecord
 	return resp, *rec
 }
 
+// Bounds of what one answer repeats. A hostile object can make the engine report tens of
+// thousands of findings (one per port of a PeerAuthentication, say), or a route naming
+// 100,000 hosts; the answer must stay small enough for kubectl to print and for the API
+// server to pass on. The audit annotations list every code; the audit line more findings.
+const (
+	maxListedFindings = 20       // findings a denial lists
+	maxListedFixes    = 5        // distinct fixes a denial lists
+	maxDenialBytes    = 16 << 10 // a denial message
+	maxRouteShown     = 300      // a finding's route, in a denial or a warning
+	maxWarnings       = 10       // warnings in one answer
+	maxWarningsBytes  = 3500     // the findings' warnings: with a lead and a tail line, under the 4 KiB the API server keeps
+)
+
 // denialMessage lists each finding that is not informational, its route, and the fixes
 // (each distinct fix once), compact enough for kubectl to print whole.
 func denialMessage(req admission.Request, v policy.Verdict) string {
@@ -151,37 +248,56 @@ func denialMessage(req admission.Request, v policy.Verdict) string {
 	}
 	b.WriteString(":")
 	var fixes []string
+	listed, omitted := 0, 0
 	for _, f := range v.Findings {
 		if f.Severity == policy.SeverityInfo {
 			continue
 		}
+		if listed == maxListedFindings || b.Len() > maxDenialBytes/2 {
+			omitted++
+			continue
+		}
+		listed++
 		fmt.Fprintf(&b, "\n- [%s] %s", f.Code, clip(f.Message, 700))
 		if f.Route != "" {
-			fmt.Fprintf(&b, "\n  route: %s", f.Route)
+			fmt.Fprintf(&b, "\n  route: %s", clip(f.Route, maxRouteShown))
 		}
-		if f.Fix != "" && !contains(fixes, f.Fix) {
+		if f.Fix != "" && len(fixes) < maxListedFixes && !contains(fixes, f.Fix) {
 			fixes = append(fixes, f.Fix)
 		}
+	}
+	if omitted > 0 {
+		fmt.Fprintf(&b, "\n- ... and %d more findings (codes: %s)", omitted, strings.Join(v.Codes(), ","))
 	}
 	for _, fix := range fixes {
 		b.WriteString("\nfix:\n" + indent(clip(fix, 2000), "  "))
 	}
-	return b.String()
+	return clip(b.String(), maxDenialBytes)
 }
 
 // warnings renders findings as kubectl warnings: short (the API server truncates warnings
 // past 4 KiB in all), one per finding, the most important first.
 func warnings(v policy.Verdict) []string {
 	var out []string
+	total, omitted := 0, 0
 	for _, f := range v.Findings {
 		if f.Severity == policy.SeverityInfo {
 			continue
 		}
+		if len(out) == maxWarnings || total+250 > maxWarningsBytes {
+			omitted++
+			continue
+		}
 		w := fmt.Sprintf("[%s] %s", f.Code, f.Message)
 		if f.Route != "" {
-			w += " (route: " + f.Route + ")"
+			w += " (route: " + clip(f.Route, maxRouteShown) + ")"
 		}
-		out = append(out, clip(w, 250))
+		w = clip(w, 250)
+		total += len(w)
+		out = append(out, w)
+	}
+	if omitted > 0 {
+		out = append(out, fmt.Sprintf("modelguard: %d more findings (codes: %s)", omitted, clip(strings.Join(v.Codes(), ","), 200)))
 	}
 	return out
 }

@@ -58,7 +58,7 @@ func runServe(args []string, _ io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "modelguard serve: %v\n", err)
 		return exitUsage
 	}
-	if err := serve(ctrl.SetupSignalHandler(), restCfg, opts, stdout); err != nil {
+	if err := serve(ctrl.SetupSignalHandler(), restCfg, opts, stdout, stderr); err != nil {
 		fmt.Fprintf(stderr, "modelguard serve: %v\n", err)
 		return 1
 	}
@@ -90,7 +90,7 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, bool) {
 }
 
 // serve runs the manager until ctx ends: webhook server, metrics, probes, mesh state.
-func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut io.Writer) error {
+func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut, logOut io.Writer) error {
 	scheme, err := webhook.NewScheme()
 	if err != nil {
 		return err
@@ -112,7 +112,8 @@ func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut i
 		return fmt.Errorf("manager: %w", err)
 	}
 	recorder := mgr.GetEventRecorder("modelguard")
-	srv, err := webhook.Setup(mgr, webhook.Options{ConfigPath: o.config, AuditOut: auditOut, Registry: crmetrics.Registry,
+	// LogOut: operational lines on stderr, audit lines alone on stdout (fault suite fix).
+	srv, err := webhook.Setup(mgr, webhook.Options{ConfigPath: o.config, AuditOut: auditOut, LogOut: logOut, Registry: crmetrics.Registry,
 		Recorder: recorder, TrustedUsers: o.trustedUsers})
 	if err != nil {
 		return err

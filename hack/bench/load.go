@@ -121,20 +121,23 @@ func resourceOf(kind string) string {
 	return map[string]string{"InferenceService": "inferenceservices", "Model": "models", "VirtualService": "virtualservices"}[kind]
 }
 
-// loadClient is an HTTPS client with keep-alive, as kube-apiserver's webhook client: one
-// connection per worker, reused.
-func loadClient(caPEM []byte, conns int) (*http.Client, error) {
+// loadClient is an HTTPS client with keep-alive. With http2 (the default, as
+// kube-apiserver's webhook client, which negotiates h2 and multiplexes every call over one
+// connection) conns is unused; without, each worker keeps its own HTTP/1.1 connection.
+func loadClient(caPEM []byte, conns int, http2 bool) (*http.Client, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("load: the webhook CA is not PEM")
 	}
-	return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig:     &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		MaxConnsPerHost:     conns,
-		IdleConnTimeout:     time.Minute,
-	}}, nil
+	t := &http.Transport{
+		TLSClientConfig:   &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		ForceAttemptHTTP2: http2,
+		IdleConnTimeout:   time.Minute,
+	}
+	if !http2 {
+		t.MaxIdleConns, t.MaxIdleConnsPerHost, t.MaxConnsPerHost = conns, conns, conns
+	}
+	return &http.Client{Timeout: 10 * time.Second, Transport: t}, nil
 }
 
 // outcome of one run.

@@ -33,6 +33,7 @@ type loadLevel struct {
 }
 
 type loadReport struct {
+	Protocol   string      `json:"protocol"`
 	Objects    string      `json:"objects"`
 	SyncS      float64     `json:"sync_s"`
 	RSSSynced  float64     `json:"rss_after_sync_mib"`
@@ -85,7 +86,7 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 		return nil, err
 	}
 	defer s.stop()
-	rep := &loadReport{Objects: kinds(objs), SyncS: s.synced.Seconds()}
+	rep := &loadReport{Objects: kinds(objs), SyncS: s.synced.Seconds(), Protocol: map[bool]string{true: "HTTP/2", false: "HTTP/1.1"}[o.http2]}
 	time.Sleep(2 * time.Second) // let the post-sync garbage go
 	rss, _ := s.rss()
 	rep.RSSSynced = mib(rss)
@@ -96,7 +97,7 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 		return nil, err
 	}
 	url := c.webhookURL(webhook.PathValidate)
-	hc, err := loadClient(c.caData(), 128)
+	hc, err := loadClient(c.caData(), 128, o.http2)
 	if err != nil {
 		return nil, err
 	}

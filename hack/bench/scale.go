@@ -84,7 +84,7 @@ func scalePointAt(ctx context.Context, c *cluster, o options, n int) (scalePoint
 	if err != nil {
 		return p, err
 	}
-	hc, err := loadClient(c.caData(), 1)
+	hc, err := loadClient(c.caData(), 1, o.http2)
 	if err != nil {
 		return p, err
 	}

@@ -34,7 +34,8 @@ func summary(r *report) []summaryRow {
 		m := ov.Median
 		out = append(out,
 			target(row("overhead", "create latency p50 with/without webhooks", fmt.Sprintf("×%.3f (%.2f / %.2f ms)", m.RatioP50, m.WithP50ms, m.NoneP50ms)), "< ×1.15", m.RatioP50 < 1.15),
-			row("overhead", "create latency p99 with/without webhooks", fmt.Sprintf("×%.3f (%.2f / %.2f ms)", m.RatioP99, m.WithP99ms, m.NoneP99ms)))
+			row("overhead", "create latency p99 with/without webhooks", fmt.Sprintf("×%.3f (%.2f / %.2f ms)", m.RatioP99, m.WithP99ms, m.NoneP99ms)),
+			row("overhead", "modelguard's own time per webhook call, p50", fmt.Sprintf("≤ %.2g ms (histogram bucket)", m.ServerP50ms)))
 	}
 	if s := r.Scale; s != nil {
 		for _, p := range s.Points {
@@ -72,7 +73,7 @@ func loadRows(l *loadReport) []summaryRow {
 	var out []summaryRow
 	out = append(out, target(row("load", "RSS with the 10k-policy snapshot synced", fmt.Sprintf("%.0f MiB (sync %.1fs)", l.RSSSynced, l.SyncS)), "< 150 MiB", l.RSSSynced < 150))
 	for _, v := range l.Levels {
-		rw := row("load", fmt.Sprintf("c=%d: req/s, p50/p90/p99/max, errors, CPU/1000, RSS", v.Concurrency),
+		rw := row("load", fmt.Sprintf("%s c=%d: req/s, p50/p90/p99/max, errors, CPU/1000, RSS", l.Protocol, v.Concurrency),
 			fmt.Sprintf("%.0f/s, %.2f/%.2f/%.2f/%.1f ms, %d/%d, %.2f s, %.0f MiB", v.RequestsPerS, v.P50ms, v.P90ms, v.P99ms, v.MaxMs, v.Errors, v.Requests, v.CPUsPer1000, v.RSSMiB))
 		if v.Concurrency == 32 {
 			rw = target(rw, "≥ 5000/s, 0 errors", v.RequestsPerS >= 5000 && v.Errors == 0)

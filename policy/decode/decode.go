@@ -77,7 +77,8 @@ func checkUTF8(file string, data []byte) *Error {
 
 // DecodeObject decodes one JSON object (e.g. an admission request's object)
 // with the same kind table and rules as Decode. Unknown kinds and lists are
-// errors; an unknown kind's *Error wraps ErrUnknownKind.
+// errors; an unknown kind's *Error wraps ErrUnknownKind. A generateName stands in for the name
+// (mutating admission sees a CREATE before the API server picks the name).
 func DecodeObject(data []byte) (obj Object, err error) {
 	defer guard("", &err)
 	if len(data) > MaxDocumentSize {
@@ -87,6 +88,7 @@ func DecodeObject(data []byte) (obj Object, err error) {
 		return Object{}, e
 	}
 	d := newDecoder("", true)
+	d.w.generateName = true
 	p := newJSONParser(data)
 	root, e := p.document()
 	if e == nil && p.skipSpace() < len(p.data) {

@@ -129,7 +129,7 @@ func decodeTyped(w *walker, doc *docNodes, ki *kindInfo) (client.Object, *Error)
 		return nil, err
 	}
 	obj.GetObjectKind().SetGroupVersionKind(ki.gvk)
-	return obj, w.requireName(doc, obj.GetName())
+	return obj, w.requireName(doc, obj.GetName(), obj.GetGenerateName())
 }
 
 // decodeIstio decodes metadata strictly and the spec with protojson after
@@ -196,11 +196,11 @@ func (w *walker) decodeMeta(doc *docNodes, meta *metav1.ObjectMeta) *Error {
 			return err
 		}
 	}
-	return w.requireName(doc, meta.Name)
+	return w.requireName(doc, meta.Name, meta.GenerateName)
 }
 
-func (w *walker) requireName(doc *docNodes, name string) *Error {
-	if name != "" {
+func (w *walker) requireName(doc *docNodes, name, generateName string) *Error {
+	if name != "" || (w.generateName && generateName != "") {
 		return nil
 	}
 	at := doc.root

@@ -39,6 +39,9 @@ const (
 type walker struct {
 	file string
 	path fieldPath
+	// generateName lets metadata.generateName stand in for the name: in admission, mutating
+	// webhooks see a CREATE before the API server picks the name.
+	generateName bool
 }
 
 // fail builds an *Error located at n with the current path.

@@ -9,6 +9,7 @@ import (
 
 	yaml "go.yaml.in/yaml/v3"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
 // Inline documents for the rule tables. Each starts at line 1.
@@ -301,6 +302,13 @@ func TestDecodeObject(t *testing.T) {
 		{"empty", "", errWant{0, "", "invalid JSON"}, nil},
 		{"unknown field", "{\"apiVersion\":\"security.istio.io/v1\",\"kind\":\"AuthorizationPolicy\",\n\"metadata\":{\"name\":\"a\"},\n\"spec\":{\"rules\":[{\"from\":[{\"source\":{\"notRequestPrincipal\":[\"*\"]}}]}]}}",
 			errWant{3, "spec.rules[0].from[0].source.notRequestPrincipal", `unknown field "notRequestPrincipal"`}, nil},
+		// An admission request's object in a version the kind is not served in is a mistake
+		// to explain, not an unknown kind.
+		{"unserved version", `{"apiVersion":"networking.istio.io/v2","kind":"VirtualService","metadata":{"name":"a"}}`,
+			errWant{1, "kind", "networking.istio.io/v2 is not served for kind VirtualService"}, nil},
+		// A CRD's free-form fields take any JSON number that fits in 64 bits, and no other.
+		{"integer past 64 bits in a CRD", `{"apiVersion":"serving.kserve.io/v1beta1","kind":"InferenceService","metadata":{"name":"a"},"spec":{"predictor":{"minReplicas":9223372036854775808}}}`,
+			errWant{1, "spec.predictor.minReplicas", "integer 9223372036854775808 does not fit in 64 bits"}, nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -313,6 +321,18 @@ func TestDecodeObject(t *testing.T) {
 				t.Errorf("unexpected ErrUnknownKind: %v", err)
 			}
 		})
+	}
+}
+
+// A CRD's null spec decodes as no spec at all (as the API server stores it): the engine, not
+// the decoder, refuses an InferenceService or Model without one (policy.ValidateObject).
+func TestDecodeObjectNullSpec(t *testing.T) {
+	o, err := DecodeObject([]byte(`{"apiVersion":"serving.kserve.io/v1beta1","kind":"InferenceService","metadata":{"name":"a"},"spec":null}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, found := o.Obj.(*unstructured.Unstructured).Object["spec"]; found {
+		t.Errorf("spec: null decoded as %v, want no spec", o.Obj)
 	}
 }
 
@@ -348,5 +368,22 @@ func TestParallelMatchesSequential(t *testing.T) {
 	for range 5 {
 		_, _, err := Decode("s.yaml", bad)
 		checkErr(t, err, errWant{lines + 4, "metadata.bad1", "unknown field"})
+	}
+}
+
+// A generateName stands in for the name only in admission (DecodeObject): a file for the CLI
+// must name its objects, since the engine matches workloads by name.
+func TestGenerateNameOnlyInAdmission(t *testing.T) {
+	obj := []byte(`{"apiVersion":"serving.kserve.io/v1beta1","kind":"InferenceService","metadata":{"generateName":"sklearn-","namespace":"ml"},"spec":{"predictor":{}}}`)
+	o, err := DecodeObject(obj)
+	if err != nil || o.Obj.GetGenerateName() != "sklearn-" {
+		t.Fatalf("DecodeObject with generateName: %v %v", o.Obj, err)
+	}
+	if _, _, err = Decode("isvc.json", obj); err == nil || !strings.Contains(err.Error(), "a name is required") {
+		t.Errorf("Decode of a file without a name: %v", err)
+	}
+	_, err = DecodeObject([]byte(`{"apiVersion":"serving.kserve.io/v1beta1","kind":"InferenceService","metadata":{"namespace":"ml"},"spec":{}}`))
+	if err == nil || !strings.Contains(err.Error(), "a name is required") {
+		t.Errorf("DecodeObject without name or generateName: %v", err)
 	}
 }
