@@ -6,6 +6,7 @@ import (
 
 	securityapi "istio.io/api/security/v1beta1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/modelguard/modelguard/policy"
@@ -63,5 +64,32 @@ func BenchmarkEvaluateManyJWTRules(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		policy.Evaluate(cfg, snap, subject, policy.Options{})
+	}
+}
+
+// BenchmarkGuardRootPolicyChange is the guard's worst case: a change of an
+// AuthorizationPolicy in the root namespace with no selector applies to every workload, so
+// every model in the cluster is judged before and after (here 1,000 and 10,000 models).
+func BenchmarkGuardRootPolicyChange(b *testing.B) {
+	for _, models := range []int{1_000, 10_000} {
+		b.Run(fmt.Sprintf("models=%d", models), func(b *testing.B) {
+			cfg := policy.DefaultConfig()
+			snap := snapshotOf(b, cfg, fleet.Mesh(models))
+			old := &securityv1.AuthorizationPolicy{TypeMeta: metav1.TypeMeta{APIVersion: "security.istio.io/v1", Kind: "AuthorizationPolicy"},
+				ObjectMeta: metav1.ObjectMeta{Name: "mesh-wide", Namespace: "istio-system"}}
+			old.Spec.Action = securityapi.AuthorizationPolicy_AUDIT
+			old.Spec.Rules = []*securityapi.Rule{{}}
+			if err := snap.Upsert(old); err != nil {
+				b.Fatal(err)
+			}
+			changed := old.DeepCopy()
+			changed.Spec.Action = securityapi.AuthorizationPolicy_ALLOW
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := policy.Uncovers(cfg, snap, policy.Change{Old: old, New: changed}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

@@ -2,9 +2,12 @@ package policy
 
 import (
 	"fmt"
+	goruntime "runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -45,16 +48,54 @@ func Uncovers(cfg *GuardConfig, snap *Snapshot, c Change) ([]Uncovered, error) {
 	if keyOf(ref) == "" {
 		return nil, fmt.Errorf("cannot judge a change of a %T", ref)
 	}
-	var out []Uncovered
-	for _, m := range snap.modelsAffectedBy(ref) {
-		before := Evaluate(cfg, snap, m, Options{})
+	models := snap.modelsAffectedBy(ref)
+	found := make([]*Uncovered, len(models))
+	parallel(len(models), func(i int) {
+		m := models[i]
+		// The verdict after the change first: most changes leave every model as it was, and
+		// only a model with errors afterwards needs the verdict before to tell whether the
+		// change made them.
 		after := Evaluate(cfg, snap, m, Options{Change: &c})
-		if fs := newErrors(before, after); len(fs) > 0 {
-			out = append(out, Uncovered{Ref: objectRef(m.GetKind(), m.GetNamespace(), m.GetName()), Rule: after.Rule, Mode: after.Mode, Findings: fs})
+		if !hasErrors(after) {
+			return
+		}
+		if fs := newErrors(Evaluate(cfg, snap, m, Options{}), after); len(fs) > 0 {
+			found[i] = &Uncovered{Ref: objectRef(m.GetKind(), m.GetNamespace(), m.GetName()), Rule: after.Rule, Mode: after.Mode, Findings: fs}
+		}
+	})
+	var out []Uncovered
+	for _, u := range found {
+		if u != nil {
+			out = append(out, *u)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Ref < out[j].Ref })
 	return out, nil
+}
+
+// parallel runs f(0..n-1) on every CPU: a change of a root-namespace policy re-judges every
+// model in the cluster, within the webhook's timeout.
+func parallel(n int, f func(i int)) {
+	workers := min(goruntime.GOMAXPROCS(0), n)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				f(i)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func hasErrors(v Verdict) bool {
+	for _, f := range v.Findings {
+		if f.Severity == SeverityError {
+			return true
+		}
+	}
+	return false
 }
 
 // newErrors lists the error findings of after whose code the before verdict did not have.

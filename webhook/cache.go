@@ -24,14 +24,19 @@ func NewScheme() (*runtime.Scheme, error) {
 }
 
 // CacheOptions keep the informer caches small: no managed fields anywhere, and of Pods only
-// what the engine reads (labels, service account), since a cluster has many of them.
-func CacheOptions() cache.Options {
-	return cache.Options{
+// what the engine reads (labels, service account), since a cluster has many of them. With
+// health, every informer's watch is tracked (see WatchHealth).
+func CacheOptions(health *WatchHealth) cache.Options {
+	opts := cache.Options{
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Pod{}: {Transform: slimPod},
 		},
 	}
+	if health != nil {
+		opts.NewInformer = health.newInformer
+	}
+	return opts
 }
 
 func slimPod(obj any) (any, error) {

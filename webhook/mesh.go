@@ -41,6 +41,7 @@ type Mesh struct {
 	mu      sync.RWMutex // held for writing while the snapshot is rebuilt
 	snap    atomic.Pointer[policy.Snapshot]
 	ready   atomic.Bool
+	health  *WatchHealth // nil: watches not tracked
 	watched []client.Object
 }
 
@@ -131,10 +132,14 @@ func (m *Mesh) served(gvk schema.GroupVersionKind) bool {
 	return err == nil
 }
 
-// Ready is the readiness check: nil once every informer has synced.
+// Ready is the readiness check: nil once every informer has synced, and while every
+// informer's watch on the API server is open.
 func (m *Mesh) Ready() error {
 	if !m.ready.Load() {
 		return ErrNotReady
+	}
+	if err := m.health.Check(); err != nil {
+		return fmt.Errorf("mesh state may be stale: %w", err)
 	}
 	return nil
 }

@@ -33,6 +33,9 @@ type Options struct {
 	// LogOut is where operational log lines go (GuardConfig reloads and rejections, mesh
 	// state): stderr in production, so that stdout carries only audit lines. Nil: AuditOut.
 	LogOut io.Writer
+	// WatchHealth, when the manager's cache was built with CacheOptions(health), makes the
+	// mesh state unavailable (fail closed, not ready) while any informer's watch is down.
+	WatchHealth *WatchHealth
 }
 
 // Server is what Setup wires into a manager, for callers that need its parts.
@@ -61,6 +64,7 @@ func Setup(mgr manager.Manager, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("GuardConfig: %w", err)
 	}
 	mesh := NewMesh(cfg, mgr.GetCache(), mgr.GetScheme(), mgr.GetRESTMapper(), opLog, metrics)
+	mesh.health = opts.WatchHealth
 	if err := mgr.Add(everyReplica(mesh.Start)); err != nil {
 		return nil, err
 	}

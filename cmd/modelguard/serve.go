@@ -95,13 +95,14 @@ func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut, 
 	if err != nil {
 		return err
 	}
+	health := webhook.NewWatchHealth()
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                  scheme,
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
 		PprofBindAddress:        o.pprofAddr,
 		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.webhookPort, CertDir: o.certDir}),
-		Cache:                   webhook.CacheOptions(),
+		Cache:                   webhook.CacheOptions(health),
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "modelguard-reconciler",
 		LeaderElectionNamespace: o.leaderElectNS,
@@ -114,7 +115,7 @@ func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut, 
 	recorder := mgr.GetEventRecorder("modelguard")
 	// LogOut: operational lines on stderr, audit lines alone on stdout (fault suite fix).
 	srv, err := webhook.Setup(mgr, webhook.Options{ConfigPath: o.config, AuditOut: auditOut, LogOut: logOut, Registry: crmetrics.Registry,
-		Recorder: recorder, TrustedUsers: o.trustedUsers})
+		Recorder: recorder, TrustedUsers: o.trustedUsers, WatchHealth: health})
 	if err != nil {
 		return err
 	}

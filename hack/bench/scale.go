@@ -142,7 +142,7 @@ func informerMemory(ctx context.Context, cfg *rest.Config) ([]informerRow, error
 func oneInformer(ctx context.Context, cfg *rest.Config, scheme *k8sruntime.Scheme, obj client.Object) (informerRow, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	opts := webhook.CacheOptions()
+	opts := webhook.CacheOptions(nil)
 	opts.Scheme = scheme
 	before := liveHeap()
 	ch, err := cache.New(cfg, opts)

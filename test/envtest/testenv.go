@@ -50,6 +50,11 @@ type Options struct {
 
 	// CRDPaths are extra CRD files or directories, installed with the default ones.
 	CRDPaths []string
+
+	// APIServerCertDir, when set, holds the API server's serving certificates instead of a
+	// fresh temporary directory, so that a test can restart it
+	// (Environment.ControlPlane.APIServer.Stop, then Start) without its clients losing trust.
+	APIServerCertDir string
 }
 
 // Env is a running control plane. It is stopped by the cleanup of the test that started it.
@@ -94,6 +99,10 @@ func Start(t testing.TB, opts Options) *Env {
 
 	// A fresh slice: paths is shared by every Start in the binary.
 	te := newEnvironment(assets, scheme, slices.Concat(paths, opts.CRDPaths), opts.WebhookInstallOptions)
+	if opts.APIServerCertDir != "" {
+		te.ControlPlane.GetAPIServer().CertDir = opts.APIServerCertDir
+	}
+
 	began := time.Now()
 	cfg := startEnvironment(t, te)
 	waitEstablished(t, cfg, scheme, te.CRDs)

@@ -75,7 +75,7 @@ func startReplica(t *testing.T, env *testenv.Env, cfg *policy.GuardConfig, id st
 	require.NoError(t, err)
 	lease, renew, retry, skip := 3*time.Second, 2*time.Second, 250*time.Millisecond, true
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, Cache: webhook.CacheOptions(),
+		Scheme: scheme, Metrics: metricsserver.Options{BindAddress: "0"}, Cache: webhook.CacheOptions(nil),
 		LeaderElection: true, LeaderElectionID: "modelguard-reconciler", LeaderElectionNamespace: "default",
 		LeaderElectionReleaseOnCancel: true, LeaseDuration: &lease, RenewDeadline: &renew, RetryPeriod: &retry,
 		// Two replicas in one test process register the same controller names.

@@ -218,7 +218,7 @@ func runManagerAs(t *testing.T, env *testenv.Env, restCfg *rest.Config, configPa
 		Scheme:         scheme,
 		Metrics:        metricsserver.Options{BindAddress: "0"},
 		WebhookServer:  ctrlwebhook.NewServer(ctrlwebhook.Options{Host: wio.LocalServingHost, Port: freePort(t), CertDir: wio.LocalServingCertDir}),
-		Cache:          webhook.CacheOptions(),
+		Cache:          webhook.CacheOptions(nil),
 		LeaderElection: false,
 		Controller:     config.Controller{SkipNameValidation: ptrTo(true)},
 	})

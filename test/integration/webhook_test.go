@@ -72,17 +72,21 @@ type modelguard struct {
 }
 
 // startEnv starts the API server with modelguard's webhook configurations installed.
-func startEnv(t *testing.T) *testenv.Env {
+func startEnv(t *testing.T, opts ...func(*testenv.Options)) *testenv.Env {
 	t.Helper()
 	mut, val := webhook.Configurations(webhook.ConfigurationOptions{Name: "modelguard", Namespace: "modelguard-system",
 		Client: func(path string) admissionregistrationv1.WebhookClientConfig {
 			p := strings.TrimPrefix(path, "/") // envtest joins host:port and the path with a "/"
 			return admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{Name: "modelguard", Namespace: "modelguard-system", Path: &p}}
 		}})
-	return testenv.Start(t, testenv.Options{WebhookInstallOptions: envtest.WebhookInstallOptions{
+	o := testenv.Options{WebhookInstallOptions: envtest.WebhookInstallOptions{
 		MutatingWebhooks:   []*admissionregistrationv1.MutatingWebhookConfiguration{mut},
 		ValidatingWebhooks: []*admissionregistrationv1.ValidatingWebhookConfiguration{val},
-	}})
+	}}
+	for _, f := range opts {
+		f(&o)
+	}
+	return testenv.Start(t, o)
 }
 
 var skipNameValidation = true
@@ -117,12 +121,13 @@ func (mg *modelguard) start(t *testing.T) {
 		require.NoError(t, err)
 		restCfg, trusted = user.Config(), []string{reconcilerUser}
 	}
+	health := webhook.NewWatchHealth()
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:  scheme,
 		Metrics: metricsserver.Options{BindAddress: "0"},
 		WebhookServer: ctrlwebhook.NewServer(ctrlwebhook.Options{
 			Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir}),
-		Cache: webhook.CacheOptions(),
+		Cache: webhook.CacheOptions(health),
 		// Several tests (and restarts) in one process register the same controller names.
 		Controller: config.Controller{SkipNameValidation: &skipNameValidation},
 	})
@@ -130,7 +135,7 @@ func (mg *modelguard) start(t *testing.T) {
 	mg.registry = prometheus.NewRegistry()
 	recorder := mgr.GetEventRecorder("modelguard")
 	mg.server, err = webhook.Setup(mgr, webhook.Options{ConfigPath: mg.config, ReloadInterval: 200 * time.Millisecond,
-		AuditOut: mg.audit, Registry: mg.registry, Recorder: recorder, TrustedUsers: trusted})
+		AuditOut: mg.audit, Registry: mg.registry, Recorder: recorder, TrustedUsers: trusted, WatchHealth: health})
 	require.NoError(t, err)
 	var resync func(context.Context)
 	if mg.reconcile {
