@@ -15,11 +15,11 @@ build: ## Build bin/modelguard and its kubectl plugin name bin/kubectl-modelguar
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/modelguard ./cmd/modelguard
 	ln -sf modelguard $(BIN)/kubectl-modelguard
 
-test: ## Run every test: unit and property tests with the race detector, then the integration tests against a real kube-apiserver and etcd.
+test: ## Run every test under the race detector: unit and property tests, then the integration tests against a real kube-apiserver and etcd.
 	@assets=$$(hack/envtest-assets) || { echo "make test: hack/envtest-assets failed: no kube-apiserver/etcd to test against" >&2; exit 1; }; \
 	echo "KUBEBUILDER_ASSETS=$$assets"; \
 	KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 -race $$($(GO) list ./... | grep -v /test/integration) && \
-	KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 ./test/integration/...
+	KUBEBUILDER_ASSETS="$$assets" $(GO) test -count=1 -race -timeout 30m ./test/integration/...
 
 demo: build ## Run modelguard on a local kube-apiserver and show it deciding on the seed scenarios.
 	@assets=$$(hack/envtest-assets) || { echo "make demo: hack/envtest-assets failed" >&2; exit 1; }; \
@@ -57,7 +57,7 @@ bench: build ## The performance suite (README "Performance"): go benchmarks of t
 
 FUZZTIME ?= 60s
 fuzz: ## Run every fuzz target for FUZZTIME each (not part of `make test`).
-	@for pkg in ./policy/decode ./policy/oracle ./policy; do \
+	@for pkg in ./policy/decode ./policy/oracle ./policy ./webhook; do \
 	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
 	    echo "== $$pkg $$t"; $(GO) test -run='^$$' -fuzz="^$$t$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=5s $$pkg || exit 1; \
 	  done; \
