@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/modelguard/modelguard/test/fleet"
@@ -51,7 +50,9 @@ func runCLI(ctx context.Context, o options) ([]cliRow, error) {
 }
 
 // timeCheck runs `modelguard check -f dir -o json` and returns its wall time and peak RSS.
-// Exit 1 (something denied) is the expected answer on the fleet; 2 is an error.
+// Exit 1 (something denied) is the expected answer on the fleet; 2 is an error. The peak is
+// the process's VmHWM, polled: the rusage of a child would not do, since Linux carries the
+// parent's peak across the fork and exec into the child's ru_maxrss.
 func timeCheck(ctx context.Context, bin, dir string) (time.Duration, int64, int, error) {
 	cmd := exec.CommandContext(ctx, bin, "check", "-f", dir, "-o", "json")
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
@@ -63,17 +64,38 @@ func timeCheck(ctx context.Context, bin, dir string) (time.Duration, int64, int,
 	var stderr limitedBuffer
 	cmd.Stderr = &stderr
 	start := time.Now()
-	err = cmd.Run()
+	if err := cmd.Start(); err != nil {
+		return 0, 0, 0, err
+	}
+	done := make(chan struct{})
+	peak := make(chan int64)
+	go func() { peak <- pollPeak(cmd.Process.Pid, done) }()
+	err = cmd.Wait()
 	wall := time.Since(start)
+	close(done)
+	hwm := <-peak
 	code := cmd.ProcessState.ExitCode()
 	if err != nil && code != 1 {
 		return 0, 0, code, fmt.Errorf("modelguard check -f %s: %w: %s", dir, err, stderr.String())
 	}
-	ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage)
-	if !ok {
-		return 0, 0, code, fmt.Errorf("no rusage for modelguard check")
+	return wall, hwm, code, nil
+}
+
+// pollPeak reads the process's VmHWM every 2 ms until done, and returns the largest seen.
+func pollPeak(pid int, done <-chan struct{}) int64 {
+	var peak int64
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if b, err := procStatusKBFile(fmt.Sprintf("/proc/%d/status", pid), "VmHWM:"); err == nil {
+			peak = max(peak, b)
+		}
+		select {
+		case <-done:
+			return peak
+		case <-tick.C:
+		}
 	}
-	return wall, ru.Maxrss << 10, code, nil
 }
 
 // limitedBuffer keeps the first 4 KiB written to it.

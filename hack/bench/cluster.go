@@ -108,14 +108,14 @@ func (c *cluster) webhookURL(path string) string {
 func (c *cluster) caData() []byte { return c.env.WebhookInstallOptions.LocalServingCAData }
 
 // setWebhooks registers modelguard's webhook configurations (as DESIGN.md states them, with
-// a URL instead of a Service) or removes them.
-func (c *cluster) setWebhooks(ctx context.Context, on bool) error {
+// a URL instead of a Service), or removes them: the validating and the mutating one apart.
+func (c *cluster) setWebhooks(ctx context.Context, validating, mutating bool) error {
 	mut, val := webhook.Configurations(webhook.ConfigurationOptions{Name: "modelguard", Namespace: "modelguard-system",
 		Client: func(path string) admissionregistrationv1.WebhookClientConfig {
 			url := c.webhookURL(path)
 			return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: c.caData()}
 		}})
-	for _, o := range []client.Object{mut, val} {
+	for o, on := range map[client.Object]bool{mut: mutating, val: validating} {
 		var err error
 		if on {
 			err = c.client.Create(ctx, o)

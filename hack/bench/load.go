@@ -147,6 +147,8 @@ type outcome struct {
 	Elapsed  time.Duration `json:"elapsed_ns"`
 	Lat      []time.Duration
 	FirstErr string `json:"first_error,omitempty"`
+	// SenderLag: how late a fixed-rate sender handed requests to its workers.
+	SenderLag latencies
 }
 
 // send posts one AdmissionReview and checks the answer: HTTP 200, the same UID, and the
@@ -212,9 +214,12 @@ func closedLoop(ctx context.Context, c *http.Client, url string, reqs []request,
 	return merge(results, time.Since(start))
 }
 
-// fixedRate sends rate requests per second for d from `workers` clients, measuring each
-// latency from the moment the request was due (so a stalled server shows, rather than
-// slowing the sender down: no coordinated omission).
+// fixedRate sends rate requests per second for d from `workers` clients. Each latency runs
+// from the moment the request was handed to the workers: a request that waits for a free
+// worker (the server is slow) counts its wait, so a stalled server shows rather than slowing
+// the sender down (no coordinated omission). How late the sender itself handed requests over
+// (its timer and scheduling, on a machine it shares with the server) is reported apart, as
+// SenderLag.
 func fixedRate(ctx context.Context, c *http.Client, url string, reqs []request, workers int, rate float64, d time.Duration, every func()) outcome {
 	due := make(chan time.Time, workers*16)
 	results := make([]outcome, workers)
@@ -236,6 +241,7 @@ func fixedRate(ctx context.Context, c *http.Client, url string, reqs []request, 
 	interval := time.Duration(float64(time.Second) / rate)
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	var lag []time.Duration
 	next := start
 	for i := 0; next.Sub(start) < d && ctx.Err() == nil; i++ {
 		if wait := time.Until(next); wait > 0 {
@@ -248,12 +254,16 @@ func fixedRate(ctx context.Context, c *http.Client, url string, reqs []request, 
 			}
 		default:
 		}
-		due <- next
+		now := time.Now()
+		lag = append(lag, now.Sub(next))
+		due <- now
 		next = start.Add(time.Duration(i+1) * interval)
 	}
 	close(due)
 	wg.Wait()
-	return merge(results, time.Since(start))
+	out := merge(results, time.Since(start))
+	out.SenderLag = summarise(lag)
+	return out
 }
 
 func (o *outcome) record(d time.Duration, err error) {

@@ -15,6 +15,7 @@ import (
 
 // loadLevel is the median over the runs of one concurrency level.
 type loadLevel struct {
+	Protocol      string  `json:"protocol"`
 	Concurrency   int     `json:"concurrency"`
 	RequestsPerS  float64 `json:"requests_per_s"`
 	P50ms         float64 `json:"p50_ms"`
@@ -54,6 +55,9 @@ type fixedReport struct {
 	MaxMs       float64 `json:"max_ms"`
 	Requests    int     `json:"requests"`
 	Errors      int     `json:"errors"`
+	// SenderLagP99ms: how late the sender handed requests over (client-side scheduling on
+	// the shared machine), not part of the latencies above.
+	SenderLagP99ms float64 `json:"sender_lag_p99_ms"`
 }
 
 type soakReport struct {
@@ -86,7 +90,7 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 		return nil, err
 	}
 	defer s.stop()
-	rep := &loadReport{Objects: kinds(objs), SyncS: s.synced.Seconds(), Protocol: map[bool]string{true: "HTTP/2", false: "HTTP/1.1"}[o.http2]}
+	rep := &loadReport{Objects: kinds(objs), SyncS: s.synced.Seconds(), Protocol: protocolName(o.http2)}
 	time.Sleep(2 * time.Second) // let the post-sync garbage go
 	rss, _ := s.rss()
 	rep.RSSSynced = mib(rss)
@@ -101,16 +105,28 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	closedLoop(ctx, hc, url, reqs, 32, 2*time.Second) // warm-up: connections, caches
-	levels := []*loadLevel{{Concurrency: 1}, {Concurrency: 8}, {Concurrency: 32}, {Concurrency: 128}}
+	// The other protocol too, for comparison: kube-apiserver speaks HTTP/2 (one multiplexed
+	// connection); HTTP/1.1 keeps a connection per client.
+	other, err := loadClient(c.caData(), 128, !o.http2)
+	if err != nil {
+		return nil, err
+	}
+	clients := map[string]*http.Client{protocolName(o.http2): hc, protocolName(!o.http2): other}
+	var levels []*loadLevel
+	for _, p := range []string{protocolName(o.http2), protocolName(!o.http2)} {
+		closedLoop(ctx, clients[p], url, reqs, 32, 2*time.Second) // warm-up: connections, caches
+		for _, c := range []int{1, 8, 32, 128} {
+			levels = append(levels, &loadLevel{Protocol: p, Concurrency: c})
+		}
+	}
 	for run := range o.runs {
 		for _, l := range levels { // levels interleaved: machine drift spreads over all of them
 			cpu0, _ := s.cpu()
-			out := closedLoop(ctx, hc, url, reqs, l.Concurrency, o.duration)
+			out := closedLoop(ctx, clients[l.Protocol], url, reqs, l.Concurrency, o.duration)
 			cpu1, _ := s.cpu()
 			rss, _ := s.rss()
 			l.add(out, cpu1-cpu0, rss)
-			progress("load: run %d c=%d: %.0f req/s p99 %.2f ms errors %d", run+1, l.Concurrency,
+			progress("load: run %d %s c=%d: %.0f req/s p99 %.2f ms errors %d", run+1, l.Protocol, l.Concurrency,
 				float64(out.Requests)/out.Elapsed.Seconds(), ms(summarise(out.Lat).P99), out.Errors)
 		}
 	}
@@ -156,7 +172,7 @@ func (l *loadLevel) finish() loadLevel {
 // clients, the median over the runs.
 func fixedRun(ctx context.Context, s *server, hc *http.Client, url string, reqs []request, rate float64, o options) fixedReport {
 	rep := fixedReport{Rate: rate, Workers: 32}
-	var p50, p99, mx []time.Duration
+	var p50, p99, mx, lag []time.Duration
 	var server []float64
 	for run := range o.runs {
 		before, _ := s.durations(ctx)
@@ -164,13 +180,15 @@ func fixedRun(ctx context.Context, s *server, hc *http.Client, url string, reqs 
 		after, _ := s.durations(ctx)
 		server = append(server, after.quantileSince(before, 0.99)*1000)
 		lat := summarise(out.Lat)
-		p50, p99, mx = append(p50, lat.P50), append(p99, lat.P99), append(mx, lat.Max)
+		p50, p99, mx, lag = append(p50, lat.P50), append(p99, lat.P99), append(mx, lat.Max), append(lag, out.SenderLag.P99)
 		rep.Requests += out.Requests
 		rep.Errors += out.Errors
-		progress("load: run %d at %.0f req/s: p50 %.2f ms p99 %.2f ms (server p99 ≤ %.2f ms) errors %d", run+1, rate, ms(lat.P50), ms(lat.P99), server[len(server)-1], out.Errors)
+		progress("load: run %d at %.0f req/s: p50 %.2f ms p99 %.2f ms (server p99 ≤ %.2f ms, sender lag p99 %.2f ms) errors %d",
+			run+1, rate, ms(lat.P50), ms(lat.P99), server[len(server)-1], ms(out.SenderLag.P99), out.Errors)
 	}
 	rep.P50ms, rep.P99ms, rep.MaxMs = ms(median(p50)), ms(median(p99)), ms(median(mx))
 	rep.ServerP99ms = median(server)
+	rep.SenderLagP99ms = ms(median(lag))
 	return rep
 }
 
@@ -243,4 +261,11 @@ func fetch(ctx context.Context, url, path string) error {
 	defer f.Close()
 	_, err = io.Copy(f, resp.Body)
 	return err
+}
+
+func protocolName(http2 bool) string {
+	if http2 {
+		return "HTTP/2"
+	}
+	return "HTTP/1.1"
 }

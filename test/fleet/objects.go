@@ -33,14 +33,20 @@ const PoliciesPerNamespace = 10
 //
 // plus the ingress gateway. The InferenceService is covered everywhere, so judging it costs
 // what a clean admission costs; so is the Seldon Model outside the uncovered namespaces.
-func Mesh(n int) []runtime.Object {
-	out := []runtime.Object{
-		namespace("istio-system"), namespace("knative-serving"),
-		deployment("istio-system", "istio-ingressgateway", map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}, "istio-ingressgateway"),
-		gateway("istio-system", "public"),
-		gateway("knative-serving", "knative-ingress-gateway"),
+func Mesh(n int) []runtime.Object { return MeshRange(0, n) }
+
+// MeshRange is the part of Mesh(to) that Mesh(from) does not hold: namespaces from..to-1, and
+// the shared ingress objects when from is 0. A large mesh can be built in pieces.
+func MeshRange(from, to int) []runtime.Object {
+	var out []runtime.Object
+	if from == 0 {
+		out = append(out,
+			namespace("istio-system"), namespace("knative-serving"),
+			deployment("istio-system", "istio-ingressgateway", map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"}, "istio-ingressgateway"),
+			gateway("istio-system", "public"),
+			gateway("knative-serving", "knative-ingress-gateway"))
 	}
-	for i := range n {
+	for i := from; i < to; i++ {
 		ns := Namespace(i)
 		out = append(out, namespace(ns), InferenceService(ns, "model"),
 			deployment(ns, "model-predictor", map[string]string{"serving.kserve.io/inferenceservice": "model", "component": "predictor"}, "default"),

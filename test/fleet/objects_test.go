@@ -30,3 +30,10 @@ func TestMeshVerdicts(t *testing.T) {
 		require.False(t, v.Allowed, "%s/open: no policy selects it", ns)
 	}
 }
+
+// MeshRange pieces add up to Mesh.
+func TestMeshRange(t *testing.T) {
+	whole := fleet.Mesh(25)
+	pieces := append(fleet.MeshRange(0, 10), fleet.MeshRange(10, 25)...)
+	require.Equal(t, whole, pieces)
+}
