@@ -23,18 +23,23 @@ type Verdict struct {
 	Plan *Plan `json:"-"`
 }
 
-// Decision names the verdict as the audit log does: allowed, denied, warned or audited.
-func (v Verdict) Decision() string {
+// worst is the highest severity among the findings (info without any).
+func (v Verdict) worst() Severity {
 	worst := SeverityInfo
 	for _, f := range v.Findings {
 		if f.Severity == SeverityError {
-			worst = SeverityError
-			break
+			return SeverityError
 		}
 		if f.Severity == SeverityWarning {
 			worst = SeverityWarning
 		}
 	}
+	return worst
+}
+
+// Decision names the verdict as the audit log does: allowed, denied, warned or audited.
+func (v Verdict) Decision() string {
+	worst := v.worst()
 	switch {
 	case worst == SeverityInfo:
 		return "allowed"

@@ -56,7 +56,7 @@ func Uncovers(cfg *GuardConfig, snap *Snapshot, c Change) ([]Uncovered, error) {
 		// only a model with errors afterwards needs the verdict before to tell whether the
 		// change made them.
 		after := Evaluate(cfg, snap, m, Options{Change: &c})
-		if !hasErrors(after) {
+		if after.worst() != SeverityError {
 			return
 		}
 		if fs := newErrors(Evaluate(cfg, snap, m, Options{}), after); len(fs) > 0 {
@@ -87,15 +87,6 @@ func parallel(n int, f func(i int)) {
 		})
 	}
 	wg.Wait()
-}
-
-func hasErrors(v Verdict) bool {
-	for _, f := range v.Findings {
-		if f.Severity == SeverityError {
-			return true
-		}
-	}
-	return false
 }
 
 // newErrors lists the error findings of after whose code the before verdict did not have.

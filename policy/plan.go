@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	yamlv3 "go.yaml.in/yaml/v3"
 	securityapi "istio.io/api/security/v1beta1"
@@ -17,6 +16,7 @@ import (
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/utils/lru"
 )
 
 // Annotations the mutating webhook sets for the reconciler (a stable contract, DESIGN.md).
@@ -203,8 +203,8 @@ func (ev *evaluation) fixFor(t *target) string {
 		rule.Inject = r.Inject
 	}
 	key := fixKey(rule.Inject, u)
-	if out, ok := fixes.get(key); ok {
-		return out
+	if out, ok := fixes.Get(key); ok {
+		return out.(string)
 	}
 	p, err := PlanFor(rule, u)
 	if err != nil || p == nil {
@@ -214,38 +214,15 @@ func (ev *evaluation) fixFor(t *target) string {
 	if err != nil {
 		return ""
 	}
-	fixes.put(key, out)
+	fixes.Add(key, out)
 	return out
 }
 
 // fixes memoises rendered fixes. Rendering goes through JSON and a YAML parse and emit: in
 // the webhook's CPU and allocation profiles it was half of what a denial cost, and the same
 // fix is rendered for each finding of a model and again whenever the same object is retried.
-// The YAML depends only on what fixKey holds; the cache is bounded and cleared when full.
-var fixes = &fixCache{m: map[string]string{}}
-
-const fixCacheSize = 4096
-
-type fixCache struct {
-	mu sync.Mutex
-	m  map[string]string
-}
-
-func (c *fixCache) get(k string) (string, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	v, ok := c.m[k]
-	return v, ok
-}
-
-func (c *fixCache) put(k, v string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= fixCacheSize {
-		clear(c.m)
-	}
-	c.m[k] = v
-}
+// The YAML depends only on what fixKey holds; the cache is a bounded LRU.
+var fixes = lru.New(4096)
 
 // fixKey is everything the rendered fix depends on: the model's kind, namespace and name and
 // the inject settings (the YAML leaves out owner references, hence the UID).
