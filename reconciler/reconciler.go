@@ -7,6 +7,7 @@ package reconciler
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -61,13 +62,22 @@ type Reconciler struct {
 	resync chan event.GenericEvent
 }
 
-// NewResults creates modelguard_reconcile_total and registers it on reg.
+// NewResults creates modelguard_reconcile_total and registers it on reg, or returns the one
+// already registered there (the model reconcilers and the webhook scope share it).
 func NewResults(reg prometheus.Registerer) *prometheus.CounterVec {
 	c := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "modelguard_reconcile_total",
-		Help: "Reconciliations of generated policies by model kind and result (applied, restored, unchanged, removed, error).",
+		Help: "Reconciliations by kind (the model kinds, and MutatingWebhookConfiguration for the webhook scope) and result (applied, restored, unchanged, removed, error).",
 	}, []string{"kind", "result"})
-	reg.MustRegister(c)
+	if err := reg.Register(c); err != nil {
+		var dup prometheus.AlreadyRegisteredError
+		if errors.As(err, &dup) {
+			if existing, ok := dup.ExistingCollector.(*prometheus.CounterVec); ok {
+				return existing
+			}
+		}
+		panic(fmt.Sprintf("registering modelguard_reconcile_total: %v", err))
+	}
 	return c
 }
 

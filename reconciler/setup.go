@@ -39,3 +39,14 @@ func Setup(mgr ctrl.Manager, config func() *policy.GuardConfig, reg prometheus.R
 		}
 	}, nil
 }
+
+// SetupWebhookScope adds the WebhookScope of the MutatingWebhookConfiguration name to mgr (it
+// runs on the leader). Call Kick on the result after every GuardConfig change.
+func SetupWebhookScope(mgr ctrl.Manager, name, namespace string, config func() *policy.GuardConfig, reg prometheus.Registerer, log *slog.Logger) (*WebhookScope, error) {
+	s := NewWebhookScope(WebhookScope{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Name: name, Namespace: namespace,
+		Config: config, Results: NewResults(reg), Log: log})
+	if err := mgr.Add(s); err != nil {
+		return nil, fmt.Errorf("webhook scope: %w", err)
+	}
+	return s, nil
+}

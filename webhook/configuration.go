@@ -1,8 +1,13 @@
 package webhook
 
 import (
+	"fmt"
+	"slices"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/modelguard/modelguard/policy"
 )
 
 // ConfigurationOptions say where the API server reaches the webhook server.
@@ -24,28 +29,84 @@ func Configurations(o ConfigurationOptions) (*admissionregistrationv1.MutatingWe
 	mutating := &admissionregistrationv1.MutatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "MutatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:                    "mutate.models.modelguard.io",
-			ClientConfig:            o.Client(PathMutate),
-			Rules:                   modelRules(),
-			FailurePolicy:           ptr(admissionregistrationv1.Ignore),
-			ReinvocationPolicy:      ptr(admissionregistrationv1.IfNeededReinvocationPolicy),
-			SideEffects:             ptr(admissionregistrationv1.SideEffectClassNone),
-			TimeoutSeconds:          ptr(int32(5)),
-			MatchPolicy:             ptr(admissionregistrationv1.Equivalent),
-			AdmissionReviewVersions: []string{"v1"},
-			NamespaceSelector:       excludedNamespaces(o.Namespace),
-		}},
+		Webhooks:   []admissionregistrationv1.MutatingWebhook{mutatingWebhook(MutatingWebhookName, o, excludedNamespaces(o.Namespace), nil)},
 	}
 	validating := &admissionregistrationv1.ValidatingWebhookConfiguration{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
 		ObjectMeta: metav1.ObjectMeta{Name: o.Name},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{
-			validatingWebhook("validate.models.modelguard.io", o, PathValidate, append(modelRules(), virtualServiceRules())),
+			validatingWebhook(ValidatingWebhookName, o, PathValidate, append(modelRules(), virtualServiceRules())),
 			guardWebhook(o),
 		},
 	}
 	return mutating, validating
+}
+
+// Names of the mutating webhooks. MutatingWebhookName is the one of the installed manifest:
+// every Model and InferenceService write. ScopedMutatingWebhooks replaces it with
+// AnnotatedWebhookName and one RuleWebhookName per rule that injects.
+const (
+	ValidatingWebhookName = "validate.models.modelguard.io" // the validator's, of the models and VirtualServices
+	MutatingWebhookName   = "mutate.models.modelguard.io"
+	AnnotatedWebhookName  = "annotated.mutate.models.modelguard.io"
+)
+
+// RuleWebhookName is the mutating webhook of the i-th rule of the GuardConfig (from 0).
+func RuleWebhookName(i int) string { return fmt.Sprintf("rule-%d.mutate.models.modelguard.io", i) }
+
+// CEL match conditions of the scoped mutating webhooks: whether the object carries a
+// modelguard.io/* annotation (set by hand, or by an earlier pass of the mutator).
+const (
+	HasModelguardAnnotation = `has(object.metadata.annotations) && object.metadata.annotations.exists(k, k.startsWith("` + policy.AnnotationPrefix + `"))`
+	NoModelguardAnnotation  = `!(` + HasModelguardAnnotation + `)`
+)
+
+// ScopedMutatingWebhooks are the mutating webhooks cfg needs: the mutator is called only where
+// it can change something, so that a create it would leave alone does not pay for a webhook
+// call (README "Performance"). It changes an object in two cases:
+//   - a rule with inject plans annotations: one webhook per such rule, on the namespaces of
+//     its namespaceSelector (less the exempt ones) and the objects without modelguard.io/*
+//     annotations; a namespace an earlier rule takes is called in vain, never missed;
+//   - the object carries modelguard.io/* annotations, which the mutator sets to the plan or
+//     removes: one webhook in every namespace, for those objects only.
+//
+// Safety never depends on these (DESIGN.md): the validator recomputes the plan and counts
+// annotations only where they equal it.
+func ScopedMutatingWebhooks(cfg *policy.GuardConfig, o ConfigurationOptions) []admissionregistrationv1.MutatingWebhook {
+	out := []admissionregistrationv1.MutatingWebhook{mutatingWebhook(AnnotatedWebhookName, o, excludedNamespaces(o.Namespace), &admissionregistrationv1.MatchCondition{
+		Name: "has-modelguard-annotations", Expression: HasModelguardAnnotation})}
+	for i, r := range cfg.Rules {
+		if r.Inject == nil || r.NamespaceSelector == nil {
+			continue
+		}
+		sel := r.NamespaceSelector.DeepCopy()
+		sel.MatchExpressions = append(sel.MatchExpressions, excludedNamespaces(o.Namespace, cfg.ExemptNamespaces...).MatchExpressions...)
+		out = append(out, mutatingWebhook(RuleWebhookName(i), o, sel, &admissionregistrationv1.MatchCondition{
+			Name: "no-modelguard-annotations", Expression: NoModelguardAnnotation}))
+	}
+	return out
+}
+
+// mutatingWebhook is the mutator's webhook on the namespaces of sel, for the objects cond
+// admits (nil: all). Every field the API server would default is set, so that a webhook read
+// back compares equal to the one written.
+func mutatingWebhook(name string, o ConfigurationOptions, sel *metav1.LabelSelector, cond *admissionregistrationv1.MatchCondition) admissionregistrationv1.MutatingWebhook {
+	w := admissionregistrationv1.MutatingWebhook{
+		Name:                    name,
+		ClientConfig:            o.Client(PathMutate),
+		Rules:                   modelRules(),
+		FailurePolicy:           ptr(admissionregistrationv1.Ignore),
+		ReinvocationPolicy:      ptr(admissionregistrationv1.IfNeededReinvocationPolicy),
+		SideEffects:             ptr(admissionregistrationv1.SideEffectClassNone),
+		TimeoutSeconds:          ptr(int32(5)),
+		MatchPolicy:             ptr(admissionregistrationv1.Equivalent),
+		AdmissionReviewVersions: []string{"v1"},
+		NamespaceSelector:       sel,
+	}
+	if cond != nil {
+		w.MatchConditions = []admissionregistrationv1.MatchCondition{*cond}
+	}
+	return w
 }
 
 // guardWebhook receives changes of the policies models rely on, and namespace relabels. Of
@@ -127,9 +188,16 @@ func rule(groups, versions, resources []string, ops []admissionregistrationv1.Op
 	}
 }
 
-func excludedNamespaces(own string) *metav1.LabelSelector {
+// excludedNamespaces selects every namespace but modelguard's own, kube-system and more.
+func excludedNamespaces(own string, more ...string) *metav1.LabelSelector {
+	values := []string{own, "kube-system"}
+	for _, ns := range more {
+		if !slices.Contains(values, ns) {
+			values = append(values, ns)
+		}
+	}
 	return &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
-		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{own, "kube-system"},
+		Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: values,
 	}}}
 }
 

@@ -1,11 +1,16 @@
 package webhook
 
 import (
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/modelguard/modelguard/policy"
 )
 
 // The webhook configurations are a contract (DESIGN.md): pin every setting.
@@ -60,4 +65,66 @@ func resources(rules []admissionregistrationv1.RuleWithOperations) []string {
 		out = append(out, r.Resources...)
 	}
 	return out
+}
+
+// ScopedMutatingWebhooks: the annotated-objects webhook always, one webhook per rule that
+// injects, on its namespaces less the exempt ones, each with the mutator's settings.
+func TestScopedMutatingWebhooks(t *testing.T) {
+	url := func(path string) admissionregistrationv1.WebhookClientConfig {
+		u := "https://modelguard.example:9443" + path
+		return admissionregistrationv1.WebhookClientConfig{URL: &u}
+	}
+	opts := ConfigurationOptions{Name: "modelguard", Namespace: "modelguard-system", Client: url}
+	notIn := func(values ...string) metav1.LabelSelectorRequirement {
+		return metav1.LabelSelectorRequirement{Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: values}
+	}
+	for _, tc := range []struct {
+		file      string
+		names     []string
+		selectors []*metav1.LabelSelector
+	}{
+		{file: "", names: []string{AnnotatedWebhookName},
+			selectors: []*metav1.LabelSelector{{MatchExpressions: []metav1.LabelSelectorRequirement{notIn("modelguard-system", "kube-system")}}}},
+		{file: "two-inject-rules.yaml", names: []string{AnnotatedWebhookName, RuleWebhookName(1), RuleWebhookName(2)},
+			selectors: []*metav1.LabelSelector{
+				{MatchExpressions: []metav1.LabelSelectorRequirement{notIn("modelguard-system", "kube-system")}},
+				{MatchLabels: map[string]string{"team": "a"}, MatchExpressions: []metav1.LabelSelectorRequirement{
+					{Key: "stage", Operator: metav1.LabelSelectorOpIn, Values: []string{"prod", "staging"}}, notIn("modelguard-system", "kube-system", "sandbox")}},
+				{MatchExpressions: []metav1.LabelSelectorRequirement{notIn("modelguard-system", "kube-system", "sandbox")}},
+			}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			cfg := policy.DefaultConfig()
+			if tc.file != "" {
+				data, err := os.ReadFile(filepath.Join("testdata", "scope", tc.file))
+				require.NoError(t, err)
+				cfg, err = policy.ParseConfig(tc.file, data)
+				require.NoError(t, err)
+			}
+			hooks := ScopedMutatingWebhooks(cfg, opts)
+			require.Len(t, hooks, len(tc.names))
+			for i, w := range hooks {
+				assert.Equal(t, tc.names[i], w.Name)
+				assert.Equal(t, tc.selectors[i], w.NamespaceSelector, w.Name)
+				assert.Equal(t, admissionregistrationv1.Ignore, *w.FailurePolicy, "the mutator is best effort")
+				assert.Equal(t, admissionregistrationv1.IfNeededReinvocationPolicy, *w.ReinvocationPolicy)
+				assert.Equal(t, "https://modelguard.example:9443/mutate", *w.ClientConfig.URL)
+				assert.ElementsMatch(t, []string{"inferenceservices", "models"}, resources(w.Rules))
+				assert.Equal(t, admissionregistrationv1.SideEffectClassNone, *w.SideEffects, "server-side dry-run must work")
+				assert.EqualValues(t, 5, *w.TimeoutSeconds)
+				assert.Equal(t, admissionregistrationv1.Equivalent, *w.MatchPolicy)
+				assert.Equal(t, []string{"v1"}, w.AdmissionReviewVersions)
+				require.Len(t, w.MatchConditions, 1)
+				want := NoModelguardAnnotation
+				if i == 0 {
+					want = HasModelguardAnnotation
+				}
+				assert.Equal(t, want, w.MatchConditions[0].Expression, "each object goes to one webhook: annotated ones to the first")
+			}
+			// The rule's own selector is not modified in place.
+			if len(cfg.Rules) > 1 {
+				assert.Len(t, cfg.Rules[1].NamespaceSelector.MatchExpressions, 1)
+			}
+		})
+	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -34,6 +35,9 @@ type serveOptions struct {
 	leaderElectNS string
 	trustedUsers  listFlag
 	noReconciler  bool
+	enableHTTP2   bool
+	mutatingScope string
+	ownNamespace  string
 }
 
 // listFlag collects a repeatable string flag.
@@ -79,6 +83,9 @@ func parseServeFlags(args []string, stderr io.Writer) (serveOptions, bool) {
 	fs.StringVar(&o.leaderElectNS, "leader-election-namespace", "modelguard-system", "`NAMESPACE` of the leader election Lease")
 	fs.Var(&o.trustedUsers, "trusted-user", "`USER` (e.g. system:serviceaccount:modelguard-system:modelguard, the reconciler's) whose changes to guarded policies are never refused; repeatable")
 	fs.BoolVar(&o.noReconciler, "no-reconciler", false, "serve admissions only, without the reconciler")
+	fs.StringVar(&o.mutatingScope, "mutating-webhook-configuration", "", "`NAME` of modelguard's MutatingWebhookConfiguration, which the leader keeps scoped to the GuardConfig's inject rules, so that creates needing no mutation skip the call (empty: left as installed)")
+	fs.StringVar(&o.ownNamespace, "namespace", "modelguard-system", "modelguard's own `NAMESPACE`, outside every webhook")
+	fs.BoolVar(&o.enableHTTP2, "enable-http2", false, "offer HTTP/2 on the webhook port (off: HTTP/1.1 only, closing the HTTP/2 stream-reset attacks CVE-2023-44487 and CVE-2023-39325; kube-apiserver speaks either)")
 	if err := fs.Parse(args); err != nil {
 		return o, false
 	}
@@ -101,7 +108,7 @@ func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut, 
 		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
 		HealthProbeBindAddress:  o.probeAddr,
 		PprofBindAddress:        o.pprofAddr,
-		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.webhookPort, CertDir: o.certDir}),
+		WebhookServer:           ctrlwebhook.NewServer(ctrlwebhook.Options{Port: o.webhookPort, CertDir: o.certDir, TLSOpts: webhookTLS(o.enableHTTP2)}),
 		Cache:                   webhook.CacheOptions(health),
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "modelguard-reconciler",
@@ -125,6 +132,13 @@ func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut, 
 			return err
 		}
 		srv.Config.OnChange(func(_, _ *policy.GuardConfig) { resync(ctx) })
+		if o.mutatingScope != "" {
+			scope, err := reconciler.SetupWebhookScope(mgr, o.mutatingScope, o.ownNamespace, srv.Config.Get, crmetrics.Registry, srv.Log)
+			if err != nil {
+				return err
+			}
+			srv.Config.OnChange(func(_, _ *policy.GuardConfig) { scope.Kick() })
+		}
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
@@ -133,4 +147,16 @@ func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut, 
 		return err
 	}
 	return nil
+}
+
+// webhookTLS sets the protocols the webhook port offers. HTTP/1.1 alone is the default, as
+// in Kubebuilder's scaffolding: HTTP/2's stream resets let one client make a server do work
+// it never reads (CVE-2023-44487, CVE-2023-39325), and on the webhook's path HTTP/1.1 is the
+// faster of the two (README "Performance": kube-apiserver keeps a pool of keep-alive
+// connections either way).
+func webhookTLS(http2 bool) []func(*tls.Config) {
+	if http2 {
+		return nil
+	}
+	return []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -30,6 +32,7 @@ type cluster struct {
 	client     client.Client
 	kubeconfig string // a system:masters user for modelguard serve
 	dir        string
+	noop       *noopWebhook // the overhead section's floor; nil elsewhere
 }
 
 func startCluster(root, dir string) (*cluster, error) {
@@ -108,14 +111,19 @@ func (c *cluster) webhookURL(path string) string {
 func (c *cluster) caData() []byte { return c.env.WebhookInstallOptions.LocalServingCAData }
 
 // setWebhooks registers modelguard's webhook configurations (as DESIGN.md states them, with
-// a URL instead of a Service), or removes them: the validating and the mutating one apart.
-func (c *cluster) setWebhooks(ctx context.Context, validating, mutating bool) error {
+// a URL instead of a Service), or removes them: the validating and the mutating one apart,
+// and the no-op floor webhook of the overhead section.
+func (c *cluster) setWebhooks(ctx context.Context, validating, mutating, noop bool) error {
 	mut, val := webhook.Configurations(webhook.ConfigurationOptions{Name: "modelguard", Namespace: "modelguard-system",
 		Client: func(path string) admissionregistrationv1.WebhookClientConfig {
 			url := c.webhookURL(path)
 			return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: c.caData()}
 		}})
-	for o, on := range map[client.Object]bool{mut: mutating, val: validating} {
+	objs := map[client.Object]bool{mut: mutating, val: validating}
+	if c.noop != nil {
+		objs[c.noop.configuration(c.caData())] = noop
+	}
+	for o, on := range objs {
 		var err error
 		if on {
 			err = c.client.Create(ctx, o)
@@ -188,4 +196,71 @@ func kinds(objs []runtime.Object) string {
 		parts = append(parts, fmt.Sprintf("%d %s", n[k], k))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// profileAPIServer takes a CPU profile of kube-apiserver (its /debug/pprof, as the admin
+// user) for up to 60 s from now, written to path: where the API server spends a webhook
+// call, apart from modelguard's own time. The returned function waits for it.
+func (c *cluster) profileAPIServer(ctx context.Context, path string) func() {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			progress("profile: %v", err)
+			return
+		}
+		cs, err := kubernetes.NewForConfig(c.cfg)
+		if err != nil {
+			progress("profile: %v", err)
+			return
+		}
+		data, err := cs.CoreV1().RESTClient().Get().AbsPath("/debug/pprof/profile").Param("seconds", "60").DoRaw(ctx)
+		if err == nil {
+			err = os.WriteFile(path, data, 0o644)
+		}
+		if err != nil {
+			progress("profile of kube-apiserver: %v", err)
+			return
+		}
+		progress("profile of kube-apiserver: %s", path)
+	}()
+	return func() { <-done }
+}
+
+// webhookCallMeans reads kube-apiserver's own histogram of webhook calls
+// (apiserver_admission_webhook_admission_duration_seconds) and returns the mean seconds per
+// call of each webhook, by name: the round trip as the API server sees it, modelguard's time
+// included.
+func (c *cluster) webhookCallMeans(ctx context.Context) (map[string]float64, error) {
+	cs, err := kubernetes.NewForConfig(c.cfg)
+	if err != nil {
+		return nil, err
+	}
+	data, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kube-apiserver /metrics: %w", err)
+	}
+	sums, counts := map[string]float64{}, map[string]float64{}
+	for _, line := range strings.Split(string(data), "\n") {
+		for suffix, into := range map[string]map[string]float64{"_sum{": sums, "_count{": counts} {
+			rest, ok := strings.CutPrefix(line, "apiserver_admission_webhook_admission_duration_seconds"+suffix)
+			if !ok {
+				continue
+			}
+			_, name, ok1 := strings.Cut(rest, `name="`)
+			name, _, ok2 := strings.Cut(name, `"`)
+			_, value, ok3 := strings.Cut(rest, "} ")
+			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+			if ok1 && ok2 && ok3 && err == nil {
+				into[name] += v
+			}
+		}
+	}
+	means := map[string]float64{}
+	for name, n := range counts {
+		if n > 0 {
+			means[name] = sums[name] / n
+		}
+	}
+	return means, nil
 }

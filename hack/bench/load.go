@@ -121,9 +121,9 @@ func resourceOf(kind string) string {
 	return map[string]string{"InferenceService": "inferenceservices", "Model": "models", "VirtualService": "virtualservices"}[kind]
 }
 
-// loadClient is an HTTPS client with keep-alive. With http2 (the default, as
-// kube-apiserver's webhook client, which negotiates h2 and multiplexes every call over one
-// connection) conns is unused; without, each worker keeps its own HTTP/1.1 connection.
+// loadClient is an HTTPS client with keep-alive, as kube-apiserver's webhook client. Without
+// http2 (modelguard's default) each worker keeps its own HTTP/1.1 connection, up to conns;
+// with it (against serve --enable-http2) every call is multiplexed over one connection.
 func loadClient(caPEM []byte, conns int, http2 bool) (*http.Client, error) {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(caPEM) {

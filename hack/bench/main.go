@@ -87,7 +87,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&cli, "cli", "100,1000,10000", "namespaces of the CLI inputs (10 objects each)")
 	flag.StringVar(&o.jsonPath, "json", "bench.json", "write the full report as JSON to `FILE`")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the server under load to `DIR`")
-	flag.BoolVar(&o.http2, "http2", true, "speak HTTP/2 to the webhook, as kube-apiserver does (false: one HTTP/1.1 connection per client)")
+	flag.BoolVar(&o.http2, "http2", false, "run modelguard serve with --enable-http2 and load it over HTTP/2 (one multiplexed connection) as well as HTTP/1.1 (default: HTTP/1.1 alone, a keep-alive connection per client, as modelguard serves by default)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (server logs, kubeconfigs) and print its path")
 	flag.StringVar(&o.bin, "bin", "", "modelguard binary (default: bin/modelguard; run `make build`)")
 	flag.Parse()

@@ -33,6 +33,7 @@ type serverOptions struct {
 	bin, kubeconfig, certDir, config, logPath string
 	port                                      int
 	noReconciler                              bool
+	http2                                     bool // --enable-http2
 }
 
 func startServer(ctx context.Context, o serverOptions) (*server, error) {
@@ -56,6 +57,9 @@ func startServer(ctx context.Context, o serverOptions) (*server, error) {
 	}
 	if o.noReconciler {
 		args = append(args, "--no-reconciler")
+	}
+	if o.http2 {
+		args = append(args, "--enable-http2")
 	}
 	cmd := exec.Command(o.bin, args...)
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)

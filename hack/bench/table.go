@@ -35,6 +35,7 @@ func summary(r *report) []summaryRow {
 		out = append(out,
 			target(row("overhead", "create latency p50 with/without webhooks", fmt.Sprintf("×%.3f (%.2f / %.2f ms)", m.RatioP50, m.WithP50ms, m.NoneP50ms)), "< ×1.15", m.RatioP50 < 1.15),
 			row("overhead", "create latency p50 with the validating webhooks alone / without", fmt.Sprintf("×%.3f", m.RatioValidatingP50)),
+			row("overhead", "create latency p50 with a no-op webhook alone / without (the floor)", fmt.Sprintf("×%.3f", m.RatioNoopP50)),
 			row("overhead", "create latency p99 with/without webhooks", fmt.Sprintf("×%.3f (%.2f / %.2f ms)", m.RatioP99, m.WithP99ms, m.NoneP99ms)),
 			row("overhead", "modelguard's own time per webhook call, p50", fmt.Sprintf("≤ %.2g ms (histogram bucket)", m.ServerP50ms)))
 	}
@@ -84,7 +85,7 @@ func loadRows(l *loadReport) []summaryRow {
 		out = append(out, rw)
 	}
 	f := l.FixedRate
-	out = append(out, target(row("load", fmt.Sprintf("%s fixed %.0f/s (half of c=32): p50/p99/max", l.Protocol, f.Rate),
+	out = append(out, target(row("load", fmt.Sprintf("%s fixed %.0f/s (half of 5,000/s): p50/p99/max", l.Protocol, f.Rate),
 		fmt.Sprintf("%.2f/%.2f/%.1f ms (server p99 ≤ %.2g ms; sender lag p99 %.2f ms), errors %d/%d", f.P50ms, f.P99ms, f.MaxMs, f.ServerP99ms, f.SenderLagP99ms, f.Errors, f.Requests)), "p99 < 2 ms", f.P99ms < 2 && f.Errors == 0))
 	if s := l.Soak; s.Requests > 0 {
 		growth := s.EndMiB - s.StartMiB

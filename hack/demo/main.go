@@ -165,7 +165,7 @@ func (d *demo) startModelguard(ctx context.Context) error {
 	d.serve = exec.Command(bin, "serve", "--config", cfgPath,
 		"--cert-dir", wio.LocalServingCertDir, "--webhook-port", fmt.Sprint(wio.LocalServingPort),
 		"--metrics-bind-address", "0", "--health-probe-bind-address", fmt.Sprintf("127.0.0.1:%d", d.probe),
-		"--trusted-user", modelguardUser)
+		"--trusted-user", modelguardUser, "--mutating-webhook-configuration", "modelguard")
 	d.serve.Env = append(os.Environ(), "KUBECONFIG="+kubeconfig)
 	d.serve.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := d.serve.StdoutPipe()

@@ -196,8 +196,8 @@ func TestFaultCertRotationUnderLoad(t *testing.T) {
 	assert.Greater(t, admitted.Load(), int64(10), "the load ran")
 	require.NoError(t, f.create(faultISVC("fault-rotate", "after", true)))
 
-	// The API server's own fresh handshake with the new certificate: its connection to
-	// 127.0.0.1 (HTTP/2, long-lived) predates the rotation, so a webhook registered now at
+	// The API server's own fresh handshake with the new certificate: its keep-alive
+	// connections to 127.0.0.1 predate the rotation, so a webhook registered now at
 	// another host name (localhost, in the leaf's SANs) makes it open a new one. It matches
 	// only modelguard's own namespace, which the main webhooks leave out: a denial there
 	// comes through that new connection, verified against the caBundle.
@@ -1156,7 +1156,8 @@ func (p *rrProxy) serve(in net.Conn) {
 	in.Close() // no ready replica
 }
 
-// busiest is the replica with the most live connections (the API server keeps few, HTTP/2).
+// busiest is the replica with the most live connections (the API server keeps a few
+// keep-alive connections).
 func (p *rrProxy) busiest() *faultServe {
 	p.mu.Lock()
 	defer p.mu.Unlock()

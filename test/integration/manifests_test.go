@@ -334,7 +334,8 @@ func checkServices(t *testing.T, base []*unstructured.Unstructured) {
 }
 
 // wantClusterRole is exactly what the manager needs, by resource: read the mesh state, write
-// the generated policies, record events. Nothing else, and no Secrets.
+// the generated policies, scope its own mutating webhook (by name), record events. Nothing
+// else, and no Secrets.
 var wantClusterRole = map[string][]string{
 	"security.istio.io/authorizationpolicies":  {"create", "delete", "get", "list", "patch", "update", "watch"},
 	"security.istio.io/requestauthentications": {"create", "delete", "get", "list", "patch", "update", "watch"},
@@ -351,6 +352,7 @@ var wantClusterRole = map[string][]string{
 	"serving.kserve.io/inferenceservices":      {"get", "list", "watch"},
 	"mlops.seldon.io/models":                   {"get", "list", "watch"},
 	"events.k8s.io/events":                     {"create", "patch"},
+	"admissionregistration.k8s.io/mutatingwebhookconfigurations/modelguard": {"get", "update"},
 }
 
 func checkRBAC(t *testing.T, base []*unstructured.Unstructured) {
@@ -359,7 +361,11 @@ func checkRBAC(t *testing.T, base []*unstructured.Unstructured) {
 	assert.Equal(t, wantClusterRole, rulesByResource(t, cr.Rules))
 	for _, r := range cr.Rules {
 		assert.Empty(t, r.NonResourceURLs)
-		assert.Empty(t, r.ResourceNames, "cluster-wide rules name no object")
+		if slices.Equal(r.Resources, []string{"mutatingwebhookconfigurations"}) {
+			assert.Equal(t, []string{"modelguard"}, r.ResourceNames, "only its own webhook configuration")
+		} else {
+			assert.Empty(t, r.ResourceNames, "cluster-wide rules name no object")
+		}
 		for _, res := range r.Resources {
 			assert.NotContains(t, []string{"secrets", "configmaps", "*"}, res)
 		}

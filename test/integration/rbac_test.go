@@ -143,6 +143,9 @@ func checkCanI(t *testing.T, env *testenv.Env) {
 		check{"update", "leases.coordination.k8s.io/modelguard-reconciler", own},
 		check{"create", "leases.coordination.k8s.io", own},
 		check{"create", "events", own},
+		// The scope of its own mutating webhook, by name.
+		check{"get", "mutatingwebhookconfigurations.admissionregistration.k8s.io/modelguard", all},
+		check{"update", "mutatingwebhookconfigurations.admissionregistration.k8s.io/modelguard", all},
 	)
 
 	denied = []check{
@@ -160,6 +163,12 @@ func checkCanI(t *testing.T, env *testenv.Env) {
 		{"create", "rolebindings.rbac.authorization.k8s.io", own},
 		{"create", "serviceaccounts", append([]string{"--subresource=token"}, own...)}, {"impersonate", "users", all},
 		{"update", "mutatingwebhookconfigurations.admissionregistration.k8s.io", all},
+		{"update", "mutatingwebhookconfigurations.admissionregistration.k8s.io/other-webhook", all},
+		{"delete", "mutatingwebhookconfigurations.admissionregistration.k8s.io/modelguard", all},
+		{"patch", "mutatingwebhookconfigurations.admissionregistration.k8s.io/modelguard", all},
+		{"create", "mutatingwebhookconfigurations.admissionregistration.k8s.io", all},
+		{"list", "mutatingwebhookconfigurations.admissionregistration.k8s.io", all},
+		{"update", "validatingwebhookconfigurations.admissionregistration.k8s.io/modelguard", all},
 		{"delete", "validatingwebhookconfigurations.admissionregistration.k8s.io", all},
 		// Leases: only its own, only in its namespace.
 		{"update", "leases.coordination.k8s.io/some-other-controller", own}, {"delete", "leases.coordination.k8s.io/modelguard-reconciler", own},

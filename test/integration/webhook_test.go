@@ -63,12 +63,16 @@ type modelguard struct {
 	// reconcile runs the reconciler in the same manager, as its own user (trusted by the
 	// guard, as the reconciler's service account is in a cluster).
 	reconcile bool
-	server    *webhook.Server
-	registry  *prometheus.Registry
-	audit     *syncBuffer
-	config    string
-	stop      context.CancelFunc
-	done      chan error
+	// scope runs the leader's webhook scope too (serve --mutating-webhook-configuration
+	// modelguard), syncing every scopeInterval; needs reconcile.
+	scope    bool
+	webhooks *reconciler.WebhookScope
+	server   *webhook.Server
+	registry *prometheus.Registry
+	audit    *syncBuffer
+	config   string
+	stop     context.CancelFunc
+	done     chan error
 }
 
 // startEnv starts the API server with modelguard's webhook configurations installed.
@@ -141,6 +145,13 @@ func (mg *modelguard) start(t *testing.T) {
 	if mg.reconcile {
 		resync, err = reconciler.Setup(mgr, mg.server.Config.Get, mg.registry, recorder, mg.server.Log)
 		require.NoError(t, err)
+	}
+	if mg.scope {
+		mg.webhooks = reconciler.NewWebhookScope(reconciler.WebhookScope{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
+			Name: "modelguard", Namespace: "modelguard-system", Config: mg.server.Config.Get, Interval: scopeInterval,
+			Results: reconciler.NewResults(mg.registry), Log: mg.server.Log})
+		require.NoError(t, mgr.Add(mg.webhooks))
+		mg.server.Config.OnChange(func(_, _ *policy.GuardConfig) { mg.webhooks.Kick() })
 	}
 	require.Error(t, mg.server.Mesh.Ready(), "not ready before the caches have synced")
 	ctx, cancel := context.WithCancel(context.Background())

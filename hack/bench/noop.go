@@ -1,0 +1,90 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// noopWebhook is the floor of the overhead section: the cheapest webhook a validating
+// configuration can call, an HTTPS server (HTTP/1.1, keep-alive, the same certificate) that
+// reads the AdmissionReview and allows it, refusing only the probe namespace (so that
+// switchWebhooks sees when the API server calls it). What a create costs with it is what any
+// admission webhook costs on this machine, before it does any work.
+type noopWebhook struct {
+	srv *http.Server
+	url string
+}
+
+func startNoopWebhook(certDir string) (*noopWebhook, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
+	if err != nil {
+		return nil, fmt.Errorf("no-op webhook certificate: %w", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	n := &noopWebhook{url: fmt.Sprintf("https://%s/validate", ln.Addr())}
+	n.srv = &http.Server{Handler: http.HandlerFunc(noopAdmit), ReadHeaderTimeout: 10 * time.Second,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}}
+	go func() {
+		if err := n.srv.ServeTLS(ln, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			progress("no-op webhook: %v", err)
+		}
+	}()
+	return n, nil
+}
+
+func (n *noopWebhook) stop() { _ = n.srv.Shutdown(context.Background()) }
+
+func noopAdmit(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, 3<<20))
+	var review admissionv1.AdmissionReview
+	if err == nil {
+		err = json.Unmarshal(body, &review)
+	}
+	if err != nil || review.Request == nil {
+		http.Error(w, "not an AdmissionReview", http.StatusBadRequest)
+		return
+	}
+	resp := &admissionv1.AdmissionResponse{UID: review.Request.UID, Allowed: review.Request.Namespace != probeNamespace}
+	if !resp.Allowed {
+		resp.Result = &metav1.Status{Code: http.StatusForbidden, Reason: metav1.StatusReasonForbidden, Message: "probe"}
+	}
+	review.Request, review.Response = nil, resp
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(&review)
+}
+
+// configuration registers the no-op webhook for InferenceService creates, with modelguard's
+// own settings (fail closed, 5 s, the same namespace exclusion).
+func (n *noopWebhook) configuration(caBundle []byte) *admissionregistrationv1.ValidatingWebhookConfiguration {
+	fail, none, equivalent := admissionregistrationv1.Fail, admissionregistrationv1.SideEffectClassNone, admissionregistrationv1.Equivalent
+	timeout := int32(5)
+	url := n.url
+	return &admissionregistrationv1.ValidatingWebhookConfiguration{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "admissionregistration.k8s.io/v1", Kind: "ValidatingWebhookConfiguration"},
+		ObjectMeta: metav1.ObjectMeta{Name: "overhead-noop"},
+		Webhooks: []admissionregistrationv1.ValidatingWebhook{{
+			Name:         "noop.overhead.modelguard.io",
+			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: caBundle},
+			Rules: []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create},
+				Rule: admissionregistrationv1.Rule{APIGroups: []string{"serving.kserve.io"}, APIVersions: []string{"v1beta1"}, Resources: []string{"inferenceservices"}}}},
+			FailurePolicy: &fail, SideEffects: &none, MatchPolicy: &equivalent, TimeoutSeconds: &timeout, AdmissionReviewVersions: []string{"v1"},
+			NamespaceSelector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{
+				Key: "kubernetes.io/metadata.name", Operator: metav1.LabelSelectorOpNotIn, Values: []string{"kube-system"}}}},
+		}},
+	}
+}
