@@ -12,11 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/modelguard/modelguard/policy"
 	"github.com/modelguard/modelguard/test/fleet"
@@ -53,8 +54,11 @@ func BenchmarkValidatingAdmission(b *testing.B) {
 	}
 }
 
-func benchHook(b *testing.B, namespaces int) (*admission.Webhook, []byte) {
+// benchHook is the validating path as `modelguard serve` serves it (httpHandler), with
+// controller-runtime's logger a JSON one, as serve sets it.
+func benchHook(b *testing.B, namespaces int) (http.Handler, []byte) {
 	b.Helper()
+	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewJSONHandler(io.Discard, nil)))
 	log := slog.New(slog.NewJSONHandler(io.Discard, nil))
 	m := NewMetrics(prometheus.NewRegistry())
 	cfg, err := NewConfigStore("", log, m)
@@ -82,5 +86,5 @@ func benchHook(b *testing.B, namespaces int) (*admission.Webhook, []byte) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return &admission.Webhook{Handler: v}, body
+	return httpHandler(v), body
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -91,9 +92,49 @@ func Setup(mgr manager.Manager, opts Options) (*Server, error) {
 // register serves the three handlers on srv, each behind jsonOnly (see request.go). The HTTP
 // tests serve them through here too.
 func register(srv crwebhook.Server, validate, mutate, guard admission.Handler) {
-	srv.Register(PathValidate, jsonOnly(&admission.Webhook{Handler: validate}))
-	srv.Register(PathMutate, jsonOnly(&admission.Webhook{Handler: mutate}))
-	srv.Register(PathGuard, jsonOnly(&admission.Webhook{Handler: guard}))
+	srv.Register(PathValidate, httpHandler(validate))
+	srv.Register(PathMutate, httpHandler(mutate))
+	srv.Register(PathGuard, httpHandler(guard))
+}
+
+// httpHandler serves an admission handler over HTTP, as every path of the server does.
+func httpHandler(h admission.Handler) http.Handler {
+	return jsonOnly(&admission.Webhook{Handler: h, LogConstructor: requestLogger})
+}
+
+// requestLogger is the logger controller-runtime hands a request's handling (it logs a
+// recovered panic or a failed write with it): the request's identity is added to a line
+// when one is written, not on every request, as its DefaultLogConstructor does (that cost
+// 6% of the webhook's CPU under load, README "Performance").
+func requestLogger(base logr.Logger, req *admission.Request) logr.Logger {
+	if req == nil || base.GetSink() == nil {
+		return base
+	}
+	return logr.New(requestLogSink{LogSink: base.GetSink(), req: req})
+}
+
+// requestLogSink adds the request's uid, kind, namespace, name and user to each line.
+type requestLogSink struct {
+	logr.LogSink
+	req *admission.Request
+}
+
+func (s requestLogSink) fields(kv []any) []any {
+	return append([]any{"requestID", s.req.UID, "kind", s.req.Kind.Kind, "namespace", s.req.Namespace, "name", s.req.Name,
+		"user", s.req.UserInfo.Username}, kv...)
+}
+
+func (s requestLogSink) Info(level int, msg string, kv ...any) {
+	s.LogSink.Info(level, msg, s.fields(kv)...)
+}
+func (s requestLogSink) Error(err error, msg string, kv ...any) {
+	s.LogSink.Error(err, msg, s.fields(kv)...)
+}
+func (s requestLogSink) WithValues(kv ...any) logr.LogSink {
+	return requestLogSink{LogSink: s.LogSink.WithValues(kv...), req: s.req}
+}
+func (s requestLogSink) WithName(name string) logr.LogSink {
+	return requestLogSink{LogSink: s.LogSink.WithName(name), req: s.req}
 }
 
 // everyReplica is a Runnable that runs on every replica, leader or not: each replica serves

@@ -20,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
+	"github.com/modelguard/modelguard/policy"
 	testenv "github.com/modelguard/modelguard/test/envtest"
 	"github.com/modelguard/modelguard/webhook"
 )
@@ -110,27 +111,30 @@ func (c *cluster) webhookURL(path string) string {
 
 func (c *cluster) caData() []byte { return c.env.WebhookInstallOptions.LocalServingCAData }
 
-// setWebhooks registers modelguard's webhook configurations (as DESIGN.md states them, with
-// a URL instead of a Service), or removes them: the validating and the mutating one apart,
-// and the no-op floor webhook of the overhead section.
-func (c *cluster) setWebhooks(ctx context.Context, validating, mutating, noop bool) error {
-	mut, val := webhook.Configurations(webhook.ConfigurationOptions{Name: "modelguard", Namespace: "modelguard-system",
+// setWebhooks registers the webhook configurations of a mode (modelguard's as DESIGN.md
+// states them, with a URL instead of a Service; the mutating one scoped to the default
+// GuardConfig as the leader keeps it, or as installed), and removes the others.
+func (c *cluster) setWebhooks(ctx context.Context, mode webhookMode) error {
+	opts := webhook.ConfigurationOptions{Name: "modelguard", Namespace: "modelguard-system",
 		Client: func(path string) admissionregistrationv1.WebhookClientConfig {
 			url := c.webhookURL(path)
 			return admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: c.caData()}
-		}})
-	objs := map[client.Object]bool{mut: mutating, val: validating}
+		}}
+	mut, val := webhook.Configurations(opts)
+	if mode == allWebhooks {
+		mut.Webhooks = webhook.ScopedMutatingWebhooks(policy.DefaultConfig(), opts)
+	}
+	objs := map[client.Object]bool{mut: mode >= allWebhooks, val: mode >= validatingOnly}
 	if c.noop != nil {
-		objs[c.noop.configuration(c.caData())] = noop
+		objs[c.noop.configuration(c.caData())] = mode == noopOnly
 	}
 	for o, on := range objs {
-		var err error
-		if on {
+		// Deleted first: the mutating configuration differs between modes.
+		err := c.client.Delete(ctx, o)
+		if on && (err == nil || apierrors.IsNotFound(err)) {
 			err = c.client.Create(ctx, o)
-		} else {
-			err = c.client.Delete(ctx, o)
 		}
-		if err != nil && !apierrors.IsAlreadyExists(err) && !apierrors.IsNotFound(err) {
+		if err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("webhook configuration %s: %w", o.GetName(), err)
 		}
 	}
