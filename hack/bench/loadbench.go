@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"github.com/modelguard/modelguard/test/fleet"
@@ -91,7 +92,7 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 		return nil, err
 	}
 	so := c.serverOptions(o.bin, "load")
-	so.http2 = o.http2
+	so.http2, so.env = o.http2, o.serverEnv
 	s, err := startServer(ctx, so)
 	if err != nil {
 		return nil, err
@@ -145,7 +146,9 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 		rep.Levels = append(rep.Levels, l.finish())
 	}
 	rate := fixedRateTarget
+	stopClientProfile := profileClient(o.profileDir)
 	rep.FixedRate = fixedRun(ctx, s, hc, url, reqs, rate, o)
+	stopClientProfile()
 	if o.profileDir != "" {
 		if err := profile(ctx, s, hc, url, reqs, o); err != nil {
 			return nil, err
@@ -194,8 +197,8 @@ func fixedRun(ctx context.Context, s *server, hc *http.Client, url string, reqs 
 		p50, p99, mx, lag = append(p50, lat.P50), append(p99, lat.P99), append(mx, lat.Max), append(lag, out.SenderLag.P99)
 		rep.Requests += out.Requests
 		rep.Errors += out.Errors
-		progress("load: run %d at %.0f req/s: p50 %.2f ms p99 %.2f ms (server p99 ≤ %.2f ms, sender lag p99 %.2f ms) errors %d",
-			run+1, rate, ms(lat.P50), ms(lat.P99), server[len(server)-1], ms(out.SenderLag.P99), out.Errors)
+		progress("load: run %d at %.0f req/s: p50 %.2f ms p90 %.2f ms p99 %.2f ms (server p99 ≤ %.2f ms, sender lag p99 %.2f ms) errors %d",
+			run+1, rate, ms(lat.P50), ms(lat.P90), ms(lat.P99), server[len(server)-1], ms(out.SenderLag.P99), out.Errors)
 	}
 	rep.P50ms, rep.P99ms, rep.MaxMs = ms(median(p50)), ms(median(p99)), ms(median(mx))
 	rep.ServerP99ms = median(server)
@@ -253,6 +256,31 @@ func profile(ctx context.Context, s *server, hc *http.Client, url string, reqs [
 		return err
 	}
 	return fetch(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/allocs", s.pprof), filepath.Join(o.profileDir, "allocs.pprof"))
+}
+
+// profileClient profiles the load generator itself (to DIR/client-cpu.pprof) until the
+// returned function is called: on a machine it shares with the server, its own CPU is part
+// of every latency it measures. Without DIR it does nothing.
+func profileClient(dir string) func() {
+	if dir == "" {
+		return func() {}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		progress("client profile: %v", err)
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, "client-cpu.pprof"))
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		progress("client profile: %v", err)
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
 
 func fetch(ctx context.Context, url, path string) error {

@@ -46,6 +46,19 @@ type options struct {
 	cliNamespaces              []int
 	jsonPath                   string
 	keep, http2                bool
+	serverEnv                  envFlag // extra environment of modelguard serve (load section)
+}
+
+// envFlag collects KEY=VALUE pairs.
+type envFlag []string
+
+func (e *envFlag) String() string { return strings.Join(*e, " ") }
+func (e *envFlag) Set(v string) error {
+	if !strings.Contains(v, "=") {
+		return fmt.Errorf("%q is not KEY=VALUE", v)
+	}
+	*e = append(*e, v)
+	return nil
 }
 
 // report is everything measured; the JSON output.
@@ -88,6 +101,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.jsonPath, "json", "bench.json", "write the full report as JSON to `FILE`")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the server under load to `DIR`")
 	flag.BoolVar(&o.http2, "http2", false, "run modelguard serve with --enable-http2 and load it over HTTP/2 (one multiplexed connection) as well as HTTP/1.1 (default: HTTP/1.1 alone, a keep-alive connection per client, as modelguard serves by default)")
+	flag.Var(&o.serverEnv, "server-env", "`KEY=VALUE` added to modelguard serve's environment in the load section (e.g. GOGC=200, GODEBUG=gctrace=1: its stderr log is kept with -keep); repeatable")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (server logs, kubeconfigs) and print its path")
 	flag.StringVar(&o.bin, "bin", "", "modelguard binary (default: bin/modelguard; run `make build`)")
 	flag.Parse()

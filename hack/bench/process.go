@@ -33,7 +33,8 @@ type serverOptions struct {
 	bin, kubeconfig, certDir, config, logPath string
 	port                                      int
 	noReconciler                              bool
-	http2                                     bool // --enable-http2
+	http2                                     bool     // --enable-http2
+	env                                       []string // added to the environment
 }
 
 func startServer(ctx context.Context, o serverOptions) (*server, error) {
@@ -62,7 +63,7 @@ func startServer(ctx context.Context, o serverOptions) (*server, error) {
 		args = append(args, "--enable-http2")
 	}
 	cmd := exec.Command(o.bin, args...)
-	cmd.Env = append(os.Environ(), "KUBECONFIG="+o.kubeconfig)
+	cmd.Env = append(append(os.Environ(), "KUBECONFIG="+o.kubeconfig), o.env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	logFile, err := os.Create(o.logPath)
 	if err != nil {
