@@ -88,8 +88,7 @@ func ScopedMutatingWebhooks(cfg *policy.GuardConfig, o ConfigurationOptions) []a
 }
 
 // mutatingWebhook is the mutator's webhook on the namespaces of sel, for the objects cond
-// admits (nil: all). Every field the API server would default is set, so that a webhook read
-// back compares equal to the one written.
+// admits (nil: all).
 func mutatingWebhook(name string, o ConfigurationOptions, sel *metav1.LabelSelector, cond *admissionregistrationv1.MatchCondition) admissionregistrationv1.MutatingWebhook {
 	w := admissionregistrationv1.MutatingWebhook{
 		Name:                    name,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -231,39 +230,17 @@ func (c *cluster) profileAPIServer(ctx context.Context, path string) func() {
 	return func() { <-done }
 }
 
-// webhookCallMeans reads kube-apiserver's own histogram of webhook calls
-// (apiserver_admission_webhook_admission_duration_seconds) and returns the mean seconds per
-// call of each webhook, by name: the round trip as the API server sees it, modelguard's time
-// included.
+// webhookCallMeans is kube-apiserver's mean time per call of each webhook (by name), in
+// seconds: the round trip as the API server sees it, modelguard's time included.
 func (c *cluster) webhookCallMeans(ctx context.Context) (map[string]float64, error) {
-	cs, err := kubernetes.NewForConfig(c.cfg)
+	calls, err := testenv.WebhookCalls(ctx, c.cfg)
 	if err != nil {
 		return nil, err
 	}
-	data, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("kube-apiserver /metrics: %w", err)
-	}
-	sums, counts := map[string]float64{}, map[string]float64{}
-	for _, line := range strings.Split(string(data), "\n") {
-		for suffix, into := range map[string]map[string]float64{"_sum{": sums, "_count{": counts} {
-			rest, ok := strings.CutPrefix(line, "apiserver_admission_webhook_admission_duration_seconds"+suffix)
-			if !ok {
-				continue
-			}
-			_, name, ok1 := strings.Cut(rest, `name="`)
-			name, _, ok2 := strings.Cut(name, `"`)
-			_, value, ok3 := strings.Cut(rest, "} ")
-			v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-			if ok1 && ok2 && ok3 && err == nil {
-				into[name] += v
-			}
-		}
-	}
 	means := map[string]float64{}
-	for name, n := range counts {
-		if n > 0 {
-			means[name] = sums[name] / n
+	for name, call := range calls {
+		if call.Count > 0 {
+			means[name] = call.Seconds / call.Count
 		}
 	}
 	return means, nil

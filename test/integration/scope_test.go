@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +13,6 @@ import (
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/modelguard/modelguard/policy"
 	"github.com/modelguard/modelguard/test/envtest"
@@ -144,26 +141,14 @@ func createModel(t *testing.T, env *testenv.Env, ns, name string, annotations ma
 	return isvc
 }
 
-// webhookCalls reads how often kube-apiserver has called each webhook (by name), from its own
-// apiserver_admission_webhook_admission_duration_seconds histogram.
+// webhookCalls is how often kube-apiserver has called each webhook, by name.
 func webhookCalls(t *testing.T, env *testenv.Env) map[string]float64 {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(env.Config)
+	calls, err := testenv.WebhookCalls(t.Context(), env.Config)
 	require.NoError(t, err)
-	data, err := cs.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(t.Context())
-	require.NoError(t, err)
-	calls := map[string]float64{}
-	for _, line := range strings.Split(string(data), "\n") {
-		rest, ok := strings.CutPrefix(line, "apiserver_admission_webhook_admission_duration_seconds_count{")
-		if !ok {
-			continue
-		}
-		_, name, _ := strings.Cut(rest, `name="`)
-		name, _, _ = strings.Cut(name, `"`)
-		_, value, _ := strings.Cut(rest, "} ")
-		n, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
-		require.NoError(t, err, line)
-		calls[name] += n
+	out := map[string]float64{}
+	for name, c := range calls {
+		out[name] = c.Count
 	}
-	return calls
+	return out
 }
