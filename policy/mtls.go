@@ -26,9 +26,20 @@ func mtlsStrength(m mtlsMode) int {
 
 // mtlsResult is a workload's effective mTLS and where it comes from.
 type mtlsResult struct {
-	mode      mtlsMode
-	source    string   // "PeerAuthentication ns/name (workload)" or "mesh default"
+	mode mtlsMode
+	// from and level name the deciding policy; nil is Istio's default. The text is built only
+	// for a finding (source): most workloads are STRICT and it is never read.
+	from      *securityv1.PeerAuthentication
+	level     string
 	weakPorts []string // "8080: PERMISSIVE (PeerAuthentication ns/name)"
+}
+
+// source is where the mode comes from: "PeerAuthentication ns/name (workload)", or the default.
+func (r mtlsResult) source() string {
+	if r.from == nil {
+		return "default (no PeerAuthentication)"
+	}
+	return fmt.Sprintf("PeerAuthentication %s/%s (%s)", r.from.Namespace, r.from.Name, r.level)
 }
 
 // effectiveMTLS computes Istio's PeerAuthentication precedence for a workload: a workload
@@ -37,7 +48,7 @@ type mtlsResult struct {
 // PERMISSIVE when nothing is set. Where several could apply the weakest is taken: Istio picks
 // the oldest, and the engine does not bet on creation order.
 func (ev *evaluation) effectiveMTLS(w *Workload) mtlsResult {
-	res := mtlsResult{mode: securityapi.PeerAuthentication_MutualTLS_PERMISSIVE, source: "default (no PeerAuthentication)"}
+	res := mtlsResult{mode: securityapi.PeerAuthentication_MutualTLS_PERMISSIVE}
 	root := ev.snap.peerAuth.root
 	meshWide := ev.peerAuthsIn(root, true)
 	res = inherit(res, weakestPA(meshWide), "mesh-wide")
@@ -74,14 +85,16 @@ func (ev *evaluation) peerAuthsIn(ns string, rootOnly bool) []*securityv1.PeerAu
 		stored = ev.snap.peerAuth.rootGlobal
 	}
 	var out []*securityv1.PeerAuthentication
-	for _, p := range append(append([]*securityv1.PeerAuthentication{}, stored...), ev.extraPA...) {
-		if p.Namespace != ns || ev.isHidden("PeerAuthentication", p.Namespace, p.Name) {
-			continue
+	for _, from := range [][]*securityv1.PeerAuthentication{stored, ev.extraPA} {
+		for _, p := range from {
+			if p.Namespace != ns || ev.isHidden("PeerAuthentication", p.Namespace, p.Name) {
+				continue
+			}
+			if rootOnly && len(p.Spec.GetSelector().GetMatchLabels()) > 0 {
+				continue
+			}
+			out = append(out, p)
 		}
-		if rootOnly && len(p.Spec.GetSelector().GetMatchLabels()) > 0 {
-			continue
-		}
-		out = append(out, p)
 	}
 	return out
 }
@@ -95,7 +108,7 @@ func inherit(above mtlsResult, p *securityv1.PeerAuthentication, level string) m
 	if m == securityapi.PeerAuthentication_MutualTLS_UNSET {
 		return above
 	}
-	return mtlsResult{mode: m, source: fmt.Sprintf("PeerAuthentication %s/%s (%s)", p.Namespace, p.Name, level)}
+	return mtlsResult{mode: m, from: p, level: level}
 }
 
 // weakestPA returns the policy with the weakest set mode; one with UNSET ranks last, since
@@ -167,7 +180,7 @@ func (ev *evaluation) checkMTLS(t *target, w *Workload) {
 	r := ev.effectiveMTLS(w)
 	if r.mode != securityapi.PeerAuthentication_MutualTLS_STRICT {
 		ev.add(Finding{Code: CodeMTLSNotStrict, Severity: SeverityError,
-			Message: fmt.Sprintf("%s (%s) accepts plaintext: effective mTLS mode is %s, from %s", t.ref, w.Ref, r.mode, r.source),
+			Message: fmt.Sprintf("%s (%s) accepts plaintext: effective mTLS mode is %s, from %s", t.ref, w.Ref, r.mode, r.source()),
 			Fix:     strictPAFix(t.namespace)})
 	}
 	for _, wp := range r.weakPorts {

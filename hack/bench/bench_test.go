@@ -3,9 +3,12 @@ package main
 import (
 	"encoding/json"
 	"math"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -46,9 +49,36 @@ func TestQuantilesAndMedians(t *testing.T) {
 
 func TestHistogramQuantileSince(t *testing.T) {
 	bounds := []float64{0.001, 0.0025, 0.005, math.Inf(1)}
-	before := histogram{bounds: bounds, counts: []float64{10, 10, 10, 10}}
-	after := histogram{bounds: bounds, counts: []float64{10 + 90, 10 + 98, 10 + 100, 10 + 100}}
+	before := histogram{bounds: bounds, counts: []float64{10, 10, 10, 10}, count: 10, sum: 0.01}
+	after := histogram{bounds: bounds, counts: []float64{10 + 90, 10 + 98, 10 + 100, 10 + 100}, count: 110, sum: 0.11}
 	assert.Equal(t, 0.001, after.quantileSince(before, 0.5))
 	assert.Equal(t, 0.005, after.quantileSince(before, 0.99))
 	assert.True(t, math.IsNaN(after.quantileSince(histogram{}, 0.5)))
+	assert.InDelta(t, 0.001, after.meanSince(before), 1e-12)
+	assert.True(t, math.IsNaN(before.meanSince(before)))
+}
+
+// The server's histogram has one series per webhook and verdict; the bench sums them.
+func TestHistogramOfSumsSeries(t *testing.T) {
+	text := `# TYPE modelguard_admission_duration_seconds histogram
+modelguard_admission_duration_seconds_bucket{webhook="validate",le="0.001"} 3
+modelguard_admission_duration_seconds_bucket{webhook="validate",le="0.005"} 4
+modelguard_admission_duration_seconds_bucket{webhook="validate",le="+Inf"} 5
+modelguard_admission_duration_seconds_sum{webhook="validate"} 0.5
+modelguard_admission_duration_seconds_count{webhook="validate"} 5
+modelguard_admission_duration_seconds_bucket{webhook="mutate",le="0.001"} 1
+modelguard_admission_duration_seconds_bucket{webhook="mutate",le="0.005"} 1
+modelguard_admission_duration_seconds_bucket{webhook="mutate",le="+Inf"} 1
+modelguard_admission_duration_seconds_sum{webhook="mutate"} 0.0005
+modelguard_admission_duration_seconds_count{webhook="mutate"} 1
+`
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	require.NoError(t, err)
+	h := histogramOf(families["modelguard_admission_duration_seconds"])
+	assert.Equal(t, []float64{0.001, 0.005, math.Inf(1)}, h.bounds)
+	assert.Equal(t, []float64{4, 5, 6}, h.counts)
+	assert.Equal(t, 6.0, h.count)
+	assert.InDelta(t, 0.5005, h.sum, 1e-12)
+	assert.Equal(t, 0.001, h.quantileSince(histogram{bounds: h.bounds, counts: make([]float64, 3)}, 0.5))
 }

@@ -14,6 +14,10 @@ import (
 	"syscall"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	testenv "github.com/modelguard/modelguard/test/envtest"
 )
 
@@ -115,8 +119,11 @@ func (s *server) rss() (int64, error) {
 }
 
 // cpu is the CPU time (user + system) the process has used so far.
-func (s *server) cpu() (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+func (s *server) cpu() (time.Duration, error) { return processCPU(strconv.Itoa(s.cmd.Process.Pid)) }
+
+// processCPU is the CPU time (user + system) process pid ("self" for this one) has used so far.
+func processCPU(pid string) (time.Duration, error) {
+	data, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
 		return 0, err
 	}
@@ -124,12 +131,12 @@ func (s *server) cpu() (time.Duration, error) {
 	rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
 	f := strings.Fields(rest)
 	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: short", s.cmd.Process.Pid)
+		return 0, fmt.Errorf("/proc/%s/stat: short", pid)
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64)
 	stime, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: utime/stime: %v %v", s.cmd.Process.Pid, err1, err2)
+		return 0, fmt.Errorf("/proc/%s/stat: utime/stime: %v %v", pid, err1, err2)
 	}
 	const clockTicks = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
@@ -152,11 +159,13 @@ func procStatusKBFile(path, key string) (int64, error) {
 	return 0, fmt.Errorf("%s has no %s", path, key)
 }
 
-// histogram is the server's own modelguard_admission_duration_seconds: cumulative counts by
-// upper bound (seconds), in the order exposed.
+// histogram is the server's own modelguard_admission_duration_seconds, summed over webhooks
+// and verdicts: cumulative counts by upper bound (seconds), and the count and sum of all.
 type histogram struct {
 	bounds []float64
 	counts []float64
+	count  float64
+	sum    float64
 }
 
 // durations scrapes the server's admission duration histogram: the time the handler took,
@@ -171,26 +180,40 @@ func (s *server) durations(ctx context.Context) (histogram, error) {
 		return histogram{}, err
 	}
 	defer resp.Body.Close()
-	var h histogram
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), `modelguard_admission_duration_seconds_bucket{le="`)
-		if !ok {
-			continue
-		}
-		le, count, ok := strings.Cut(rest, `"} `)
-		if !ok {
-			continue
-		}
-		b, err1 := strconv.ParseFloat(le, 64)
-		c, err2 := strconv.ParseFloat(count, 64)
-		if err1 != nil || err2 != nil {
-			return h, fmt.Errorf("metrics: bad bucket line %q", sc.Text())
-		}
-		h.bounds, h.counts = append(h.bounds, b), append(h.counts, c)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return histogram{}, fmt.Errorf("modelguard /metrics: %w", err)
 	}
-	return h, sc.Err()
+	return histogramOf(families["modelguard_admission_duration_seconds"]), nil
+}
+
+// histogramOf sums the series of a histogram family (they share their bucket bounds).
+func histogramOf(f *dto.MetricFamily) histogram {
+	var h histogram
+	for _, m := range f.GetMetric() {
+		mh := m.GetHistogram()
+		h.count += float64(mh.GetSampleCount())
+		h.sum += mh.GetSampleSum()
+		for i, b := range mh.GetBucket() {
+			if i == len(h.bounds) {
+				h.bounds, h.counts = append(h.bounds, b.GetUpperBound()), append(h.counts, 0)
+			}
+			h.counts[i] += float64(b.GetCumulativeCount())
+		}
+	}
+	if n := len(h.bounds); n > 0 && !math.IsInf(h.bounds[n-1], 1) { // +Inf may be implicit
+		h.bounds, h.counts = append(h.bounds, math.Inf(1)), append(h.counts, h.count)
+	}
+	return h
+}
+
+// meanSince is the mean handler time of the admissions between earlier and h, in seconds.
+func (h histogram) meanSince(earlier histogram) float64 {
+	if h.count <= earlier.count {
+		return math.NaN()
+	}
+	return (h.sum - earlier.sum) / (h.count - earlier.count)
 }
 
 // quantileSince is the bucket bound under which fraction q of the admissions between

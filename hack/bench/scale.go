@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -23,18 +25,29 @@ type scaleReport struct {
 	Points []scalePoint `json:"points"`
 	// LatencyRatio is the median admission latency at the largest point over the smallest.
 	LatencyRatio float64 `json:"p50_ratio_largest_to_smallest"`
+	// ServerRatio is the same for the handler's own mean time.
+	ServerRatio float64 `json:"server_mean_ratio_largest_to_smallest"`
 }
 
 type scalePoint struct {
-	Policies   int           `json:"authorization_policies"`
-	Objects    string        `json:"objects"`
-	SyncS      float64       `json:"sync_s"`
-	RSSMiB     float64       `json:"rss_after_sync_mib"` // median over the runs
-	P50ms      float64       `json:"p50_ms"`
-	P99ms      float64       `json:"p99_ms"`
-	Errors     int           `json:"errors"`
-	Informers  []informerRow `json:"informer_memory"`
-	SnapshotMB float64       `json:"policy_snapshot_mib"`
+	Policies int     `json:"authorization_policies"`
+	Objects  string  `json:"objects"`
+	SyncS    float64 `json:"sync_s"`
+	RSSMiB   float64 `json:"rss_after_sync_mib"` // median over the runs
+	P50ms    float64 `json:"p50_ms"`
+	P99ms    float64 `json:"p99_ms"`
+	// ServerMeanMs is the handler's own mean time per admission (its duration histogram), and
+	// ServerCPUms the server process's CPU per admission: what modelguard itself spends.
+	ServerMeanMs float64 `json:"server_mean_ms"`
+	ServerCPUms  float64 `json:"server_cpu_ms_per_admission"`
+	// SettleS is how long the run waited for the machine to go quiet after the server synced
+	// (median), BackgroundCores the cores busy during the run with neither the server nor the
+	// load generator (the test API server and etcd, mostly).
+	SettleS         float64       `json:"settle_s"`
+	BackgroundCores float64       `json:"background_cores"`
+	Errors          int           `json:"errors"`
+	Informers       []informerRow `json:"informer_memory"`
+	SnapshotMB      float64       `json:"policy_snapshot_mib"`
 }
 
 type informerRow struct {
@@ -80,6 +93,9 @@ func runScale(ctx context.Context, o options) (*scaleReport, error) {
 	if first, last := rep.Points[0], rep.Points[len(rep.Points)-1]; first.P50ms > 0 {
 		rep.LatencyRatio = last.P50ms / first.P50ms
 	}
+	if first, last := rep.Points[0], rep.Points[len(rep.Points)-1]; first.ServerMeanMs > 0 {
+		rep.ServerRatio = last.ServerMeanMs / first.ServerMeanMs
+	}
 	return rep, nil
 }
 
@@ -94,7 +110,7 @@ func scalePointAt(ctx context.Context, c *cluster, o options, n int) (scalePoint
 	if err != nil {
 		return p, err
 	}
-	var rss []float64
+	var rss, mean, cpu, settled, background []float64
 	var p50, p99 []time.Duration
 	for run := range o.runs {
 		s, err := startServer(ctx, c.serverOptions(o.bin, fmt.Sprintf("scale-%d-%d", n, run)))
@@ -102,23 +118,25 @@ func scalePointAt(ctx context.Context, c *cluster, o options, n int) (scalePoint
 			return p, err
 		}
 		p.SyncS = s.synced.Seconds()
-		time.Sleep(2 * time.Second)
-		r, _ := s.rss()
-		rss = append(rss, mib(r))
-		url := c.webhookURL(webhook.PathValidate)
-		closedLoop(ctx, hc, url, reqs, 1, time.Second) // warm-up
-		out := closedLoop(ctx, hc, url, reqs, 1, o.duration)
+		m, err := scaleRun(ctx, s, hc, c.webhookURL(webhook.PathValidate), reqs, o.duration)
 		s.stop()
 		hc.CloseIdleConnections()
-		lat := summarise(out.Lat)
+		if err != nil {
+			return p, err
+		}
+		rss, mean, cpu = append(rss, mib(m.rss)), append(mean, m.serverMean), append(cpu, m.serverCPU)
+		settled, background = append(settled, m.settle.Seconds()), append(background, m.background)
+		lat := summarise(m.out.Lat)
 		p50, p99 = append(p50, lat.P50), append(p99, lat.P99)
-		p.Errors += out.Errors
-		progress("scale: %d policies, run %d: synced in %.1fs, RSS %.0f MiB, p50 %.3f ms p99 %.3f ms, errors %d",
-			p.Policies, run+1, p.SyncS, mib(r), ms(lat.P50), ms(lat.P99), out.Errors)
-		if out.Errors > 0 {
-			progress("scale: first error: %s", out.FirstErr)
+		p.Errors += m.out.Errors
+		progress("scale: %d policies, run %d: synced in %.1fs, settled in %.0fs, RSS %.0f MiB, p50 %.3f ms p99 %.3f ms, server mean %.3f ms, server CPU %.3f ms/admission, background %.2f cores, errors %d",
+			p.Policies, run+1, p.SyncS, m.settle.Seconds(), mib(m.rss), ms(lat.P50), ms(lat.P99), m.serverMean, m.serverCPU, m.background, m.out.Errors)
+		if m.out.Errors > 0 {
+			progress("scale: first error: %s", m.out.FirstErr)
 		}
 	}
+	p.ServerMeanMs, p.ServerCPUms = median(mean), median(cpu)
+	p.SettleS, p.BackgroundCores = median(settled), median(background)
 	p.RSSMiB, p.P50ms, p.P99ms = median(rss), ms(median(p50)), ms(median(p99))
 	if p.Informers, err = informerMemory(ctx, c.cfg); err != nil {
 		return p, err
@@ -126,6 +144,70 @@ func scalePointAt(ctx context.Context, c *cluster, o options, n int) (scalePoint
 	p.SnapshotMB = snapshotMemory(n)
 	return p, nil
 }
+
+// scaleMeasure is one scale run's measurements.
+type scaleMeasure struct {
+	rss        int64
+	settle     time.Duration
+	out        outcome
+	serverMean float64 // ms
+	serverCPU  float64 // ms per admission
+	background float64 // cores
+}
+
+// scaleRun waits for the machine to settle after the server's sync, then measures admissions
+// at concurrency 1, with the server's own account and the CPU used beside the two processes.
+func scaleRun(ctx context.Context, s *server, hc *http.Client, url string, reqs []request, d time.Duration) (scaleMeasure, error) {
+	var m scaleMeasure
+	var err error
+	if m.settle, _, err = settle(ctx, runtime.NumCPU(), settledCores, settleLimit); err != nil {
+		return m, err
+	}
+	if m.rss, err = s.rss(); err != nil {
+		return m, err
+	}
+	closedLoop(ctx, hc, url, reqs, 1, time.Second) // warm-up
+	before, err := readCounters(ctx, s)
+	if err != nil {
+		return m, err
+	}
+	m.out = closedLoop(ctx, hc, url, reqs, 1, d)
+	after, err := readCounters(ctx, s)
+	if err != nil {
+		return m, err
+	}
+	m.serverMean = after.hist.meanSince(before.hist) * 1000
+	server, self := after.server-before.server, after.self-before.self
+	if m.out.Requests > 0 {
+		m.serverCPU = ms(server) / float64(m.out.Requests)
+	}
+	busy := busyCores(before.machine, after.machine, runtime.NumCPU())
+	m.background = max(0, busy-(server+self).Seconds()/m.out.Elapsed.Seconds())
+	return m, nil
+}
+
+// counters are the readings a scale run takes before and after its load.
+type counters struct {
+	hist         histogram
+	server, self time.Duration // CPU used by the server and by this process
+	machine      cpuTimes
+}
+
+func readCounters(ctx context.Context, s *server) (counters, error) {
+	var c counters
+	var errs [4]error
+	c.hist, errs[0] = s.durations(ctx)
+	c.server, errs[1] = s.cpu()
+	c.self, errs[2] = processCPU("self")
+	c.machine, errs[3] = machineCPU()
+	return c, errors.Join(errs[:]...)
+}
+
+// The machine counts as settled under 0.15 busy cores; a scale run waits at most 2 minutes.
+const (
+	settledCores = 0.15
+	settleLimit  = 2 * time.Minute
+)
 
 // informerMemory starts one informer at a time, with modelguard's cache options (managed
 // fields stripped, Pods slimmed), and measures the live heap it holds once synced.

@@ -2,13 +2,12 @@ package decode
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 
+	"github.com/go-json-experiment/json/jsontext"
 	yaml "go.yaml.in/yaml/v3"
 )
 
@@ -17,19 +16,25 @@ import (
 // left to the YAML parser because JSON is not quite YAML: "\/" escapes and
 // surrogate pairs are valid JSON that YAML rejects, and a JSON stream of
 // concatenated objects is not a YAML stream.
+//
+// Tokens come from jsontext (encoding/json/v2's tokenizer, in the standard
+// library from Go 1.27): admission requests arrive as JSON, and
+// encoding/json's Decoder.Token allocated for every scalar and built an
+// error value at the end of each one, which made it the largest cost of a
+// validating admission after the policy evaluation itself.
 type jsonParser struct {
 	data []byte
-	dec  *json.Decoder
+	dec  *jsontext.Decoder
 	pos  int // lines are counted up to pos
 	line int // line number at pos
 }
 
 func newJSONParser(data []byte) *jsonParser {
-	// encoding/json does not skip a byte order mark; it sits on line 1, so
-	// dropping it changes no line number.
+	// A byte order mark sits on line 1, so dropping it changes no line number.
 	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
+	// Duplicate names are left to the walker, which reports them with the
+	// path and line as it does for YAML. A bytes.Buffer is read in place.
+	dec := jsontext.NewDecoder(bytes.NewBuffer(data), jsontext.AllowDuplicateNames(true))
 	return &jsonParser{data: data, dec: dec, line: 1}
 }
 
@@ -77,22 +82,27 @@ func (p *jsonParser) value(depth int) (*yaml.Node, *Error) {
 	if depth > MaxDepth {
 		return nil, &Error{Line: line, Msg: fmt.Sprintf("document nesting exceeds the maximum depth of %d", MaxDepth)}
 	}
-	tok, err := p.dec.Token()
+	tok, err := p.dec.ReadToken()
 	if err != nil {
 		return nil, p.syntaxError(err, start)
 	}
 	n := &yaml.Node{Kind: yaml.ScalarNode, Line: line, Column: 1}
-	switch t := tok.(type) {
-	case json.Delim:
-		return p.collection(n, t, depth)
-	case string:
-		n.Tag, n.Value, n.Style = tagStr, t, yaml.DoubleQuotedStyle
-	case json.Number:
-		n.Tag, n.Value = numberTag(string(t)), string(t)
-	case bool:
-		n.Tag, n.Value = tagBool, strconv.FormatBool(t)
-	case nil:
+	switch k := tok.Kind(); k {
+	case '{', '[':
+		return p.collection(n, k, depth)
+	case '"':
+		n.Tag, n.Value, n.Style = tagStr, tok.String(), yaml.DoubleQuotedStyle
+	case '0':
+		s := tok.String() // a number's text as written
+		n.Tag, n.Value = numberTag(s), s
+	case 't':
+		n.Tag, n.Value = tagBool, "true"
+	case 'f':
+		n.Tag, n.Value = tagBool, "false"
+	case 'n':
 		n.Tag, n.Value = tagNull, "null"
+	default: // the tokenizer reports a misplaced '}' or ']' as a syntax error
+		return nil, &Error{Line: line, Msg: fmt.Sprintf("invalid JSON: unexpected %q", k.String())}
 	}
 	return n, nil
 }
@@ -108,18 +118,21 @@ func numberTag(s string) string {
 	return tagFloat
 }
 
-func (p *jsonParser) collection(n *yaml.Node, open json.Delim, depth int) (*yaml.Node, *Error) {
+func (p *jsonParser) collection(n *yaml.Node, open jsontext.Kind, depth int) (*yaml.Node, *Error) {
 	n.Kind, n.Tag = yaml.SequenceNode, tagSeq
+	closing := jsontext.Kind(']')
 	if open == '{' {
-		n.Kind, n.Tag = yaml.MappingNode, tagMap
+		n.Kind, n.Tag, closing = yaml.MappingNode, tagMap, '}'
 	}
-	for p.dec.More() {
+	// PeekKind is 0 on a syntax error or the end of input; the next
+	// ReadToken (in value, or below) then reports it.
+	for k := p.dec.PeekKind(); k != closing && k != 0; k = p.dec.PeekKind() {
 		if open == '{' {
-			k, err := p.value(depth + 1)
+			key, err := p.value(depth + 1)
 			if err != nil {
 				return nil, err
 			}
-			n.Content = append(n.Content, k)
+			n.Content = append(n.Content, key)
 		}
 		v, err := p.value(depth + 1)
 		if err != nil {
@@ -128,18 +141,21 @@ func (p *jsonParser) collection(n *yaml.Node, open json.Delim, depth int) (*yaml
 		n.Content = append(n.Content, v)
 	}
 	end := p.skipSpace()
-	if _, err := p.dec.Token(); err != nil {
+	if _, err := p.dec.ReadToken(); err != nil {
 		return nil, p.syntaxError(err, end)
 	}
 	return n, nil
 }
 
 func (p *jsonParser) syntaxError(err error, at int) *Error {
-	var se *json.SyntaxError
+	msg := strings.TrimPrefix(err.Error(), "jsontext: ")
+	var se *jsontext.SyntacticError
 	if errors.As(err, &se) {
-		at = int(se.Offset)
+		at = int(se.ByteOffset)
+		if se.Err != nil {
+			msg = se.Err.Error() // the line replaces the offset and pointer
+		}
 	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
 	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 		msg = "unexpected end of input"
 	}

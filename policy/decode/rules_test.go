@@ -248,6 +248,9 @@ func TestRuleJSON(t *testing.T) {
 		{"truncated second object", "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"a\"}}\n{\"apiVersion\": \"v1\",\n", errWant{0, "", "invalid JSON: unexpected end of input"}},
 		{"array after object", "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\", \"metadata\": {\"name\": \"a\"}}\n[]\n", errWant{2, "", "expected an object"}},
 		{"number too large", "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\", \"x\": 1e999}", errWant{1, "x", "out of range"}},
+		// Duplicates are the walker's to report, as in YAML: with the path and both lines.
+		{"duplicate key", "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\",\n \"metadata\": {\"name\": \"a\",\n \"name\": \"b\"}}",
+			errWant{3, "metadata.name", `duplicate key "name" (first defined at line 2)`}},
 	})
 
 	// Concatenated objects without newlines, a BOM, and compact JSON.
@@ -300,6 +303,11 @@ func TestDecodeObject(t *testing.T) {
 		{"two objects", ap + ap, errWant{1, "", "unexpected data"}, nil},
 		{"yaml", "apiVersion: v1\nkind: Namespace\n", errWant{1, "", "invalid JSON"}, nil},
 		{"empty", "", errWant{0, "", "invalid JSON"}, nil},
+		// The first syntax error of the object, on its line (Decode would read such input as YAML).
+		{"missing colon", "{\"apiVersion\": \"v1\",\n \"kind\" \"Namespace\"}", errWant{2, "", "invalid JSON: invalid character '\"' after object name (expecting ':')"}, nil},
+		{"misplaced bracket", "{\"apiVersion\": \"v1\",\n \"kind\": ]}", errWant{2, "", "invalid JSON: invalid character ']'"}, nil},
+		// An escaped lone surrogate is not text; like invalid UTF-8 it is refused, not replaced.
+		{"lone surrogate", "{\"apiVersion\": \"v1\", \"kind\": \"Namespace\",\n \"metadata\": {\"name\": \"a\\ud800\"}}", errWant{2, "", "invalid JSON: invalid surrogate pair"}, nil},
 		{"unknown field", "{\"apiVersion\":\"security.istio.io/v1\",\"kind\":\"AuthorizationPolicy\",\n\"metadata\":{\"name\":\"a\"},\n\"spec\":{\"rules\":[{\"from\":[{\"source\":{\"notRequestPrincipal\":[\"*\"]}}]}]}}",
 			errWant{3, "spec.rules[0].from[0].source.notRequestPrincipal", `unknown field "notRequestPrincipal"`}, nil},
 		// An admission request's object in a version the kind is not served in is a mistake
