@@ -42,6 +42,9 @@ type overheadRun struct {
 	// NoopP50ms and RatioNoopP50 are with a no-op webhook alone (noop.go): the floor any
 	// webhook call costs on this machine.
 	NoopP50ms, RatioNoopP50 float64
+	// RatioOverNoopP50 is all webhooks over the no-op webhook alone: what modelguard adds to a
+	// create beyond the cost of calling any webhook.
+	RatioOverNoopP50 float64
 	// ServerP50ms is the median time modelguard spent on one webhook call (mutating or
 	// validating), from its own histogram (a bucket bound): what the server adds, as opposed
 	// to what the API server spends calling it.
@@ -62,6 +65,8 @@ type overheadRatios struct {
 	RatioMutatedP50 float64 `json:"ratio_p50_mutating_called"`
 	// RatioNoopP50 is the median ratio with a no-op webhook alone: the floor of one call.
 	RatioNoopP50 float64 `json:"ratio_p50_noop_webhook"`
+	// RatioOverNoopP50 is the median of all webhooks over the no-op webhook.
+	RatioOverNoopP50 float64 `json:"ratio_p50_over_noop_webhook"`
 }
 
 const (
@@ -94,7 +99,7 @@ func runOverhead(ctx context.Context, o options) (*overheadReport, error) {
 	defer noop.stop()
 	c.noop = noop
 	rep := &overheadReport{Creates: overheadCreates, Batch: overheadBatch, Namespace: overheadNamespaces}
-	var p50s, p99s, w50, w99, n50, n99, server, v50s, noop50s, mut50s []float64
+	var p50s, p99s, w50, w99, n50, n99, server, v50s, noop50s, mut50s, over50s []float64
 	for run := range o.runs {
 		if run == 0 && o.profileDir != "" {
 			stop := c.profileAPIServer(ctx, filepath.Join(o.profileDir, "kube-apiserver-cpu.pprof"))
@@ -110,7 +115,7 @@ func runOverhead(ctx context.Context, o options) (*overheadReport, error) {
 		server = append(server, r.ServerP50ms)
 		rep.Runs = append(rep.Runs, r)
 		p50s, p99s, v50s, noop50s = append(p50s, r.RatioP50), append(p99s, r.RatioP99), append(v50s, r.RatioValidatingP50), append(noop50s, r.RatioNoopP50)
-		mut50s = append(mut50s, r.RatioMutatedP50)
+		mut50s, over50s = append(mut50s, r.RatioMutatedP50), append(over50s, r.RatioOverNoopP50)
 		w50, w99, n50, n99 = append(w50, r.WithP50ms), append(w99, r.WithP99ms), append(n50, r.NoneP50ms), append(n99, r.NoneP99ms)
 		progress("overhead: run %d: create p50 %.2f ms with webhooks, %.2f ms without (×%.3f); p99 %.2f / %.2f ms (×%.3f); validating only p50 %.2f ms (×%.3f); no-op webhook p50 %.2f ms (×%.3f); mutating called p50 %.2f ms (×%.3f); server p50 per call ≤ %.2g ms",
 			run+1, r.WithP50ms, r.NoneP50ms, r.RatioP50, r.WithP99ms, r.NoneP99ms, r.RatioP99, r.ValidatingP50ms, r.RatioValidatingP50, r.NoopP50ms, r.RatioNoopP50, r.MutatedP50ms, r.RatioMutatedP50, r.ServerP50ms)
@@ -125,7 +130,8 @@ func runOverhead(ctx context.Context, o options) (*overheadReport, error) {
 		progress("overhead: %v", err)
 	}
 	rep.Median = overheadRatios{WithP50ms: median(w50), NoneP50ms: median(n50), WithP99ms: median(w99), NoneP99ms: median(n99),
-		RatioP50: median(p50s), RatioP99: median(p99s), ServerP50ms: median(server), RatioValidatingP50: median(v50s), RatioNoopP50: median(noop50s), RatioMutatedP50: median(mut50s)}
+		RatioP50: median(p50s), RatioP99: median(p99s), ServerP50ms: median(server), RatioValidatingP50: median(v50s), RatioNoopP50: median(noop50s), RatioMutatedP50: median(mut50s),
+		RatioOverNoopP50: median(over50s)}
 	return rep, nil
 }
 
@@ -164,7 +170,7 @@ func overheadOnce(ctx context.Context, c *cluster) (overheadRun, error) {
 	return overheadRun{WithP50ms: ms(w.P50), WithP99ms: ms(w.P99), NoneP50ms: ms(n.P50), NoneP99ms: ms(n.P99),
 		RatioP50: float64(w.P50) / float64(n.P50), RatioP99: float64(w.P99) / float64(n.P99),
 		ValidatingP50ms: ms(v.P50), RatioValidatingP50: float64(v.P50) / float64(n.P50),
-		NoopP50ms: ms(z.P50), RatioNoopP50: float64(z.P50) / float64(n.P50),
+		NoopP50ms: ms(z.P50), RatioNoopP50: float64(z.P50) / float64(n.P50), RatioOverNoopP50: float64(w.P50) / float64(z.P50),
 		MutatedP50ms: ms(m.P50), RatioMutatedP50: float64(m.P50) / float64(n.P50)}, nil
 }
 

@@ -37,6 +37,7 @@ func summary(r *report) []summaryRow {
 			row("overhead", "create latency p50 with the validating webhooks alone / without", fmt.Sprintf("×%.3f", m.RatioValidatingP50)),
 			row("overhead", "create latency p50 with the mutating webhook called too (inject rule) / without", fmt.Sprintf("×%.3f", m.RatioMutatedP50)),
 			row("overhead", "create latency p50 with a no-op webhook alone / without (the floor)", fmt.Sprintf("×%.3f", m.RatioNoopP50)),
+			row("overhead", "create latency p50 with webhooks / with a no-op webhook (what modelguard adds to the floor)", fmt.Sprintf("×%.3f", m.RatioOverNoopP50)),
 			row("overhead", "create latency p99 with/without webhooks", fmt.Sprintf("×%.3f (%.2f / %.2f ms)", m.RatioP99, m.WithP99ms, m.NoneP99ms)),
 			row("overhead", "modelguard's own time per webhook call, p50", fmt.Sprintf("≤ %.2g ms (histogram bucket)", m.ServerP50ms)))
 	}
