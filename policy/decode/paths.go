@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // DecodePaths decodes files, directories and "-" (stdin, read from the
@@ -15,99 +19,90 @@ import (
 // and a directory already walked is not walked again (no symlink loops).
 // A file named explicitly is read whatever its extension. The first error
 // fails the whole call.
+//
+// The walk lists the inputs first; they are then read and decoded on
+// several goroutines (parsing YAML is the costliest step of `modelguard
+// check` on a large tree), with the outcome of a sequential decode: objects
+// in input order, and the error of the earliest input that fails.
 func DecodePaths(paths []string, stdin io.Reader) (objs []Object, st Stats, err error) {
 	defer guard("", &err)
-	st.Ignored = map[string]int{}
-	c := &collector{stats: &st}
+	c := &collector{}
 	for _, p := range paths {
-		if err := c.path(p, stdin); err != nil {
-			return nil, Stats{}, err
+		if !c.path(p, stdin) {
+			break
 		}
 	}
-	return c.objs, st, nil
+	return c.decodeAll()
 }
 
-// collector accumulates the results of several streams.
+// collector lists the inputs of DecodePaths in order. The walk stops at its
+// first error, which becomes the last input: nothing after it can matter.
 type collector struct {
-	objs      []Object
-	stats     *Stats
+	inputs    []*input
 	usedStdin bool
 	seenDirs  []os.FileInfo // directories walked, to break symlink loops
 }
 
-func (c *collector) path(p string, stdin io.Reader) error {
+// input is one stream to decode: a file to read, stdin's data, or the walk's
+// error at that point.
+type input struct {
+	name string
+	fi   os.FileInfo // a regular file to read; nil for stdin
+	data []byte
+	err  error
+	// results
+	objs  []Object
+	stats Stats
+}
+
+func (c *collector) add(in *input) bool {
+	c.inputs = append(c.inputs, in)
+	return in.err == nil
+}
+
+func (c *collector) fail(err error) bool { return c.add(&input{err: err}) }
+
+func (c *collector) path(p string, stdin io.Reader) bool {
 	if p == "-" {
 		return c.stdin(stdin)
 	}
 	fi, err := os.Stat(p)
 	if err != nil {
-		return fileError(p, err)
+		return c.fail(fileError(p, err))
 	}
 	if fi.IsDir() {
 		return c.dir(p, fi)
 	}
-	return c.file(p, fi)
+	return c.add(&input{name: p, fi: fi})
 }
 
-func (c *collector) stdin(r io.Reader) error {
+func (c *collector) stdin(r io.Reader) bool {
 	if r == nil {
-		return &Error{File: "-", Msg: "no standard input available"}
+		return c.fail(&Error{File: "-", Msg: "no standard input available"})
 	}
 	if c.usedStdin {
-		return &Error{File: "-", Msg: `"-" (standard input) given more than once`}
+		return c.fail(&Error{File: "-", Msg: `"-" (standard input) given more than once`})
 	}
 	c.usedStdin = true
 	data, err := io.ReadAll(io.LimitReader(r, MaxStreamSize+1))
 	if err != nil {
-		return fileError("-", err)
+		return c.fail(fileError("-", err))
 	}
-	return c.decode("-", data)
-}
-
-func (c *collector) file(p string, fi os.FileInfo) error {
-	if !fi.Mode().IsRegular() {
-		return &Error{File: p, Msg: "not a regular file"}
-	}
-	if fi.Size() > MaxStreamSize {
-		return &Error{File: p, Msg: fmt.Sprintf("file exceeds the maximum size of %d bytes", MaxStreamSize)}
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return fileError(p, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxStreamSize+1))
-	if err != nil {
-		return fileError(p, err)
-	}
-	return c.decode(p, data)
-}
-
-func (c *collector) decode(name string, data []byte) error {
-	objs, st, err := Decode(name, data)
-	if err != nil {
-		return err
-	}
-	c.objs = append(c.objs, objs...)
-	c.stats.Decoded += st.Decoded
-	for k, v := range st.Ignored {
-		c.stats.Ignored[k] += v
-	}
-	return nil
+	return c.add(&input{name: "-", data: data})
 }
 
 // dir walks a directory; os.ReadDir sorts entries by name, which makes the
 // order deterministic.
-func (c *collector) dir(p string, fi os.FileInfo) error {
+func (c *collector) dir(p string, fi os.FileInfo) bool {
 	for _, seen := range c.seenDirs {
 		if os.SameFile(seen, fi) {
-			return nil
+			return true
 		}
 	}
 	c.seenDirs = append(c.seenDirs, fi)
 	entries, err := os.ReadDir(p)
 	if err != nil {
-		return fileError(p, err)
+		return c.fail(fileError(p, err))
 	}
 	for _, e := range entries {
 		full := filepath.Join(p, e.Name())
@@ -119,19 +114,90 @@ func (c *collector) dir(p string, fi os.FileInfo) error {
 			if !manifestExt(e.Name()) {
 				continue // a dangling link that would not be read anyway
 			}
-			return fileError(full, err)
+			return c.fail(fileError(full, err))
 		}
+		ok := true
 		switch {
 		case fi.IsDir():
-			err = c.dir(full, fi)
+			ok = c.dir(full, fi)
 		case manifestExt(e.Name()):
-			err = c.file(full, fi)
+			ok = c.add(&input{name: full, fi: fi})
 		}
-		if err != nil {
-			return err
+		if !ok {
+			return false
 		}
 	}
-	return nil
+	return true
+}
+
+// decodeAll reads and decodes the inputs on up to GOMAXPROCS goroutines, skipping those after
+// the earliest failure, and merges the results in input order.
+func (c *collector) decodeAll() ([]Object, Stats, error) {
+	var failed atomic.Int64 // index of the earliest failed input
+	failed.Store(math.MaxInt64)
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(c.inputs)) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(c.inputs)); i = next.Add(1) - 1 {
+				if i > failed.Load() {
+					continue
+				}
+				in := c.inputs[i]
+				if in.err == nil {
+					in.objs, in.stats, in.err = in.decode()
+				}
+				for cur := failed.Load(); in.err != nil && i < cur && !failed.CompareAndSwap(cur, i); cur = failed.Load() {
+				}
+			}
+		})
+	}
+	wg.Wait()
+	st := Stats{Ignored: map[string]int{}}
+	var objs []Object
+	for _, in := range c.inputs {
+		if in.err != nil {
+			return nil, Stats{}, in.err
+		}
+		objs = append(objs, in.objs...)
+		st.Decoded += in.stats.Decoded
+		for k, v := range in.stats.Ignored {
+			st.Ignored[k] += v
+		}
+	}
+	return objs, st, nil
+}
+
+// decode reads the input (a file) if needed and decodes it; the data is not kept.
+func (in *input) decode() ([]Object, Stats, error) {
+	data := in.data
+	in.data = nil
+	if in.fi != nil {
+		var err error
+		if data, err = readFile(in.name, in.fi); err != nil {
+			return nil, Stats{}, err
+		}
+	}
+	return Decode(in.name, data)
+}
+
+func readFile(p string, fi os.FileInfo) ([]byte, error) {
+	if !fi.Mode().IsRegular() {
+		return nil, &Error{File: p, Msg: "not a regular file"}
+	}
+	if fi.Size() > MaxStreamSize {
+		return nil, &Error{File: p, Msg: fmt.Sprintf("file exceeds the maximum size of %d bytes", MaxStreamSize)}
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, fileError(p, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxStreamSize+1))
+	if err != nil {
+		return nil, fileError(p, err)
+	}
+	return data, nil
 }
 
 func manifestExt(name string) bool {

@@ -2,6 +2,7 @@ package decode
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -140,5 +141,44 @@ func TestDecodePathsErrors(t *testing.T) {
 	}
 	if _, _, err := DecodePaths([]string{"-"}, nil); err == nil {
 		t.Error("no error for \"-\" without a reader")
+	}
+}
+
+// Inputs are decoded concurrently; the outcome must be a sequential decode's: objects in walk
+// order, and the error of the earliest failing input, whether it fails in decoding or in the
+// walk (a dangling link after a bad file).
+func TestDecodePathsConcurrentOrder(t *testing.T) {
+	tmp := t.TempDir()
+	files := map[string]string{}
+	for i := range 60 {
+		files[fmt.Sprintf("ok/%02d.yaml", i)] = nsDoc(fmt.Sprintf("ns-%02d", i)) + "---\n" + nsDoc(fmt.Sprintf("ns-%02d-b", i))
+		if i != 50 {
+			files[fmt.Sprintf("bad/%02d.yaml", i)] = nsDoc(fmt.Sprintf("ns-%02d", i))
+		}
+	}
+	files["bad/31.yaml"] = "apiVersion: v1\nkind: Namespace\nmetadata:\n  nme: x\n"
+	files["bad/47.yaml"] = "kind: ["
+	writeTree(t, tmp, files, map[string]string{"bad/50.yaml": "missing.yaml"})
+
+	objs, st, err := DecodePaths([]string{filepath.Join(tmp, "ok")}, nil)
+	if err != nil || len(objs) != 120 || st.Decoded != 120 {
+		t.Fatalf("got %d objects, %+v, %v", len(objs), st, err)
+	}
+	for i, o := range objs {
+		want := fmt.Sprintf("ns-%02d", i/2)
+		if i%2 == 1 {
+			want += "-b"
+		}
+		if o.Obj.GetName() != want {
+			t.Fatalf("object %d is %s, want %s", i, o.Obj.GetName(), want)
+		}
+	}
+	for range 20 { // the scheduling differs from run to run; the answer must not
+		_, _, err := DecodePaths([]string{filepath.Join(tmp, "bad")}, nil)
+		checkErr(t, err, errWant{4, "metadata.nme", "unknown field"})
+		var de *Error
+		if errors.As(err, &de) && de.File != filepath.Join(tmp, "bad", "31.yaml") {
+			t.Fatalf("File = %q, want bad/31.yaml", de.File)
+		}
 	}
 }
