@@ -18,10 +18,9 @@ import (
 // concatenated objects is not a YAML stream.
 //
 // Tokens come from jsontext (encoding/json/v2's tokenizer, in the standard
-// library from Go 1.27): admission requests arrive as JSON, and
-// encoding/json's Decoder.Token allocated for every scalar and built an
-// error value at the end of each one, which made it the largest cost of a
-// validating admission after the policy evaluation itself.
+// library from Go 1.27): every admission request's object is JSON, and
+// encoding/json's Decoder.Token, which allocated for every scalar and built
+// an error value at the end of each one, was most of the cost of decoding it.
 type jsonParser struct {
 	data []byte
 	dec  *jsontext.Decoder
