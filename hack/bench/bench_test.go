@@ -82,3 +82,10 @@ modelguard_admission_duration_seconds_count{webhook="mutate"} 1
 	assert.InDelta(t, 0.5005, h.sum, 1e-12)
 	assert.Equal(t, 0.001, h.quantileSince(histogram{bounds: h.bounds, counts: make([]float64, 3)}, 0.5))
 }
+
+// Busy cores over an interval: the share of non-idle ticks times the cores.
+func TestBusyCores(t *testing.T) {
+	before := cpuTimes{busy: 100, total: 1000}
+	assert.InDelta(t, 0.5, busyCores(before, cpuTimes{busy: 150, total: 1200}, 2), 1e-12)
+	assert.Equal(t, 0.0, busyCores(before, before, 2))
+}

@@ -160,7 +160,7 @@ type scaleMeasure struct {
 func scaleRun(ctx context.Context, s *server, hc *http.Client, url string, reqs []request, d time.Duration) (scaleMeasure, error) {
 	var m scaleMeasure
 	var err error
-	if m.settle, _, err = settle(ctx, runtime.NumCPU(), settledCores, settleLimit); err != nil {
+	if m.settle, err = settle(ctx, runtime.NumCPU(), settledCores, settleLimit); err != nil {
 		return m, err
 	}
 	if m.rss, err = s.rss(); err != nil {

@@ -48,26 +48,25 @@ func busyCores(before, after cpuTimes, cores int) float64 {
 // settle waits until the machine has been quiet (under maxBusy cores busy) for one whole
 // second, or until limit. After a bulk load the test API server and etcd keep working for a
 // while (compaction, garbage collection of a multi-GiB heap); a latency measured then would
-// be theirs, not the webhook's. It returns how long it waited and the last load seen.
-func settle(ctx context.Context, cores int, maxBusy float64, limit time.Duration) (time.Duration, float64, error) {
+// be theirs, not the webhook's. It returns how long it waited.
+func settle(ctx context.Context, cores int, maxBusy float64, limit time.Duration) (time.Duration, error) {
 	began := time.Now()
 	prev, err := machineCPU()
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
 	for {
 		select {
 		case <-ctx.Done():
-			return time.Since(began), 0, ctx.Err()
+			return time.Since(began), ctx.Err()
 		case <-time.After(time.Second):
 		}
 		now, err := machineCPU()
 		if err != nil {
-			return 0, 0, err
+			return 0, err
 		}
-		load := busyCores(prev, now, cores)
-		if load < maxBusy || time.Since(began) >= limit {
-			return time.Since(began), load, nil
+		if busyCores(prev, now, cores) < maxBusy || time.Since(began) >= limit {
+			return time.Since(began), nil
 		}
 		prev = now
 	}

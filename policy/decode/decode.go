@@ -11,13 +11,11 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"math"
 	"regexp"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"unicode/utf8"
 
 	yaml "go.yaml.in/yaml/v3"
@@ -199,24 +197,24 @@ func (d *decoder) decodeConcurrently(parse func(emit func(*yaml.Node) bool) *Err
 		res  *docResult
 	}
 	jobs := make(chan job, 64)
-	var failed atomic.Int64 // index of the earliest failed document
-	failed.Store(math.MaxInt64)
+	failed := newEarliestFailure()
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), 4) {
 		wg.Go(func() {
 			for j := range jobs {
-				if j.idx > failed.Load() {
+				if failed.after(j.idx) {
 					continue
 				}
 				*j.res = d.decodeIsolated(j.root)
-				for cur := failed.Load(); j.res.err != nil && j.idx < cur && !failed.CompareAndSwap(cur, j.idx); cur = failed.Load() {
+				if j.res.err != nil {
+					failed.record(j.idx)
 				}
 			}
 		})
 	}
 	var results []*docResult
 	parseErr := parse(func(root *yaml.Node) bool {
-		if failed.Load() != math.MaxInt64 {
+		if failed.any() {
 			return false
 		}
 		r := &docResult{}

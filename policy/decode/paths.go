@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -133,21 +132,21 @@ func (c *collector) dir(p string, fi os.FileInfo) bool {
 // decodeAll reads and decodes the inputs on up to GOMAXPROCS goroutines, skipping those after
 // the earliest failure, and merges the results in input order.
 func (c *collector) decodeAll() ([]Object, Stats, error) {
-	var failed atomic.Int64 // index of the earliest failed input
-	failed.Store(math.MaxInt64)
-	next := atomic.Int64{}
+	failed := newEarliestFailure()
+	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range min(runtime.GOMAXPROCS(0), len(c.inputs)) {
 		wg.Go(func() {
 			for i := next.Add(1) - 1; i < int64(len(c.inputs)); i = next.Add(1) - 1 {
-				if i > failed.Load() {
+				if failed.after(i) {
 					continue
 				}
 				in := c.inputs[i]
 				if in.err == nil {
 					in.objs, in.stats, in.err = in.decode()
 				}
-				for cur := failed.Load(); in.err != nil && i < cur && !failed.CompareAndSwap(cur, i); cur = failed.Load() {
+				if in.err != nil {
+					failed.record(i)
 				}
 			}
 		})
