@@ -83,26 +83,29 @@ func candidateRequests(p *pair, issuer string) []oracle.Request {
 	if hostSet(r.hosts).kind == setSuffix {
 		host = "a" + host
 	}
-	var out []oracle.Request
+	method := "POST"
+	if r.method.kind == setExact {
+		method = r.method.s
+	}
+	// The candidates differ only in path: they share one header map and one claims map,
+	// which nothing writes to after this (withHeader copies).
+	headers := map[string]string{}
+	for h, v := range r.headers {
+		if v.kind == setExact {
+			headers[h] = v.s
+		}
+	}
+	var principal string
+	var claims map[string][]string
+	if issuer != "" {
+		principal = issuer + "/attacker"
+		claims = map[string][]string{"iss": {issuer}, "sub": {"attacker"}}
+	}
+	out := make([]oracle.Request, 0, len(paths))
 	for _, path := range paths {
-		if !r.paths.contains(path) {
-			continue
+		if r.paths.contains(path) {
+			out = append(out, oracle.Request{Path: path, Method: method, Host: host, Headers: headers, RequestPrincipal: principal, Claims: claims})
 		}
-		method := "POST"
-		if r.method.kind == setExact {
-			method = r.method.s
-		}
-		req := oracle.Request{Path: path, Method: method, Host: host, Headers: map[string]string{}}
-		for h, v := range r.headers {
-			if v.kind == setExact {
-				req.Headers[h] = v.s
-			}
-		}
-		if issuer != "" {
-			req.RequestPrincipal = issuer + "/attacker"
-			req.Claims = map[string][]string{"iss": {issuer}, "sub": {"attacker"}}
-		}
-		out = append(out, req)
 	}
 	return out
 }

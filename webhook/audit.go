@@ -71,14 +71,14 @@ func (a *Auditor) attrs(d decisionRecord) []slog.Attr {
 	// A hostile object can draw tens of thousands of findings, or a route naming 100,000
 	// hosts: the line lists the first maxAuditFindings, each clipped, and counts the rest
 	// (codes lists them all), so that one decision never writes megabytes.
-	findings := make([]map[string]string, 0, min(len(d.verdict.Findings), maxAuditFindings))
+	findings := make([]auditFinding, 0, min(len(d.verdict.Findings), maxAuditFindings))
 	omitted := 0
 	for _, f := range d.verdict.Findings {
 		if len(findings) == maxAuditFindings {
 			omitted++
 			continue
 		}
-		findings = append(findings, map[string]string{"code": string(f.Code), "severity": string(f.Severity), "message": clip(f.Message, 1000), "route": clip(f.Route, 500)})
+		findings = append(findings, auditFinding{Code: string(f.Code), Severity: string(f.Severity), Message: clip(f.Message, 1000), Route: clip(f.Route, 500)})
 	}
 	attrs := []slog.Attr{
 		// Request fields are clipped: a request that did not come from an API server may hold
@@ -104,6 +104,15 @@ func (a *Auditor) attrs(d decisionRecord) []slog.Attr {
 		attrs = append(attrs, slog.String("error", clip(d.message, 4000)))
 	}
 	return attrs
+}
+
+// auditFinding is one finding as the audit line lists it. A struct rather than a map: the
+// encoder writes its fields without sorting keys or boxing values (same keys, same order).
+type auditFinding struct {
+	Code     string `json:"code"`
+	Message  string `json:"message"`
+	Route    string `json:"route"`
+	Severity string `json:"severity"`
 }
 
 // maxAuditFindings caps the findings one audit line lists.

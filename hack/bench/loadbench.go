@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"time"
 
@@ -35,14 +36,15 @@ type loadLevel struct {
 }
 
 type loadReport struct {
-	Protocol   string      `json:"protocol"`
-	Objects    string      `json:"objects"`
-	SyncS      float64     `json:"sync_s"`
-	RSSSynced  float64     `json:"rss_after_sync_mib"`
-	Levels     []loadLevel `json:"levels"`
-	FixedRate  fixedReport `json:"fixed_rate"`
-	Soak       soakReport  `json:"soak"`
-	ProfileDir string      `json:"profile_dir,omitempty"`
+	Protocol   string       `json:"protocol"`
+	Objects    string       `json:"objects"`
+	SyncS      float64      `json:"sync_s"`
+	RSSSynced  float64      `json:"rss_after_sync_mib"`
+	Levels     []loadLevel  `json:"levels"`
+	FixedRate  fixedReport  `json:"fixed_rate"`
+	NoopFloor  *floorReport `json:"noop_floor,omitempty"`
+	Soak       soakReport   `json:"soak"`
+	ProfileDir string       `json:"profile_dir,omitempty"`
 }
 
 type fixedReport struct {
@@ -59,6 +61,14 @@ type fixedReport struct {
 	// SenderLagP99ms: how late the sender handed requests over (client-side scheduling on
 	// the shared machine), not part of the latencies above.
 	SenderLagP99ms float64 `json:"sender_lag_p99_ms"`
+	// Cores is where the machine's two cores went during the runs (medians).
+	Cores coreUse `json:"cores"`
+}
+
+// floorReport is the load section's floor: the no-op webhook under the same load.
+type floorReport struct {
+	C32PerS float64     `json:"c32_requests_per_s"`
+	Fixed   fixedReport `json:"fixed_rate"`
 }
 
 type soakReport struct {
@@ -147,10 +157,13 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 	}
 	rate := fixedRateTarget
 	stopClientProfile := profileClient(o.profileDir)
-	rep.FixedRate = fixedRun(ctx, s, hc, url, reqs, rate, o)
+	rep.FixedRate = fixedRun(ctx, s.target(url), hc, reqs, rate, o)
 	stopClientProfile()
+	if rep.NoopFloor, err = noopFloor(ctx, c.env.WebhookInstallOptions.LocalServingCertDir, hc, reqs, rate, o); err != nil {
+		return nil, err
+	}
 	if o.profileDir != "" {
-		if err := profile(ctx, s, hc, url, reqs, o); err != nil {
+		if err := profile(ctx, s, hc, url, reqs, rate, o); err != nil {
 			return nil, err
 		}
 		rep.ProfileDir = o.profileDir
@@ -182,28 +195,79 @@ func (l *loadLevel) finish() loadLevel {
 	return *l
 }
 
+// loadTarget is what a load run is aimed at: modelguard serve, or the no-op webhook.
+type loadTarget struct {
+	url string
+	cpu func() (time.Duration, error)
+	// durations reads the server's own duration histogram; nil for the no-op webhook.
+	durations func(context.Context) (histogram, error)
+}
+
+func (s *server) target(url string) loadTarget {
+	return loadTarget{url: url, cpu: s.cpu, durations: s.durations}
+}
+
 // fixedRun measures latency at a fixed rate (fixedRateTarget), from 32
 // clients, the median over the runs.
-func fixedRun(ctx context.Context, s *server, hc *http.Client, url string, reqs []request, rate float64, o options) fixedReport {
+func fixedRun(ctx context.Context, t loadTarget, hc *http.Client, reqs []request, rate float64, o options) fixedReport {
 	rep := fixedReport{Rate: rate, Workers: 32}
 	var p50, p99, mx, lag []time.Duration
 	var server []float64
+	var use []coreUse
 	for run := range o.runs {
-		before, _ := s.durations(ctx)
-		out := fixedRate(ctx, hc, url, reqs, 32, rate, o.duration, nil)
-		after, _ := s.durations(ctx)
-		server = append(server, after.quantileSince(before, 0.99)*1000)
+		var before histogram
+		if t.durations != nil {
+			before, _ = t.durations(ctx)
+		}
+		meter := startCoreMeter(t.cpu, runtime.NumCPU())
+		out := fixedRate(ctx, hc, t.url, reqs, 32, rate, o.duration, nil)
+		use = append(use, meter.stop())
+		serverP99 := ""
+		if t.durations != nil {
+			after, _ := t.durations(ctx)
+			server = append(server, after.quantileSince(before, 0.99)*1000)
+			serverP99 = fmt.Sprintf(", server p99 ≤ %.2f ms", server[len(server)-1])
+		}
 		lat := summarise(out.Lat)
 		p50, p99, mx, lag = append(p50, lat.P50), append(p99, lat.P99), append(mx, lat.Max), append(lag, out.SenderLag.P99)
 		rep.Requests += out.Requests
 		rep.Errors += out.Errors
-		progress("load: run %d at %.0f req/s: p50 %.2f ms p90 %.2f ms p99 %.2f ms (server p99 ≤ %.2f ms, sender lag p99 %.2f ms) errors %d",
-			run+1, rate, ms(lat.P50), ms(lat.P90), ms(lat.P99), server[len(server)-1], ms(out.SenderLag.P99), out.Errors)
+		progress("load: run %d at %.0f req/s: p50 %.2f ms p90 %.2f ms p99 %.2f ms (sender lag p99 %.2f ms%s; %s) errors %d",
+			run+1, rate, ms(lat.P50), ms(lat.P90), ms(lat.P99), ms(out.SenderLag.P99), serverP99, use[len(use)-1], out.Errors)
 	}
 	rep.P50ms, rep.P99ms, rep.MaxMs = ms(median(p50)), ms(median(p99)), ms(median(mx))
 	rep.ServerP99ms = median(server)
 	rep.SenderLagP99ms = ms(median(lag))
+	rep.Cores = medianUse(use)
 	return rep
+}
+
+// noopFloor loads the no-op webhook, in a process of its own, as modelguard was loaded: the
+// same client, requests, concurrency and rate. It is the floor of the load section on this
+// machine: what the load generator, TLS, HTTP and the machine's other tenants cost before a
+// webhook does any work.
+func noopFloor(ctx context.Context, certDir string, hc *http.Client, reqs []request, rate float64, o options) (*floorReport, error) {
+	n, err := startNoopProcess(certDir)
+	if err != nil {
+		return nil, err
+	}
+	defer n.stop()
+	allowed := make([]request, len(reqs))
+	for i, r := range reqs {
+		r.allowed = true // the no-op webhook allows everything
+		allowed[i] = r
+	}
+	t := loadTarget{url: n.url, cpu: n.cpu}
+	closedLoop(ctx, hc, t.url, allowed, 32, 2*time.Second) // warm-up
+	var perS []float64
+	for run := range o.runs {
+		out := closedLoop(ctx, hc, t.url, allowed, 32, o.duration)
+		perS = append(perS, float64(out.Requests)/out.Elapsed.Seconds())
+		progress("load: no-op webhook run %d c=32: %.0f req/s errors %d", run+1, perS[len(perS)-1], out.Errors)
+	}
+	rep := &floorReport{C32PerS: median(perS)}
+	rep.Fixed = fixedRun(ctx, t, hc, allowed, rate, o)
+	return rep, nil
 }
 
 // soak runs at a fixed rate for d, sampling the server's RSS every second: memory must not
@@ -236,20 +300,29 @@ func soak(ctx context.Context, s *server, hc *http.Client, url string, reqs []re
 	return rep
 }
 
-// profile takes a CPU, a live-heap and an allocation profile of the server during a concurrency-32 run
-// (for `go tool pprof`): the evidence any optimisation starts from.
-func profile(ctx context.Context, s *server, hc *http.Client, url string, reqs []request, o options) error {
+// profile takes CPU profiles of the server during a concurrency-32 run (cpu.pprof) and at the
+// fixed rate (cpu-fixed.pprof: fewer requests in flight, so more of each one's cost is the
+// per-request work of the network stack and the scheduler), then a live-heap and an
+// allocation profile (for `go tool pprof`): the evidence any optimisation starts from.
+func profile(ctx context.Context, s *server, hc *http.Client, url string, reqs []request, rate float64, o options) error {
 	if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
 		return err
 	}
 	secs := max(1, int(o.duration.Seconds()))
-	done := make(chan error, 1)
-	go func() {
-		done <- fetch(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", s.pprof, secs), filepath.Join(o.profileDir, "cpu.pprof"))
-	}()
-	closedLoop(ctx, hc, url, reqs, 32, time.Duration(secs+1)*time.Second)
-	if err := <-done; err != nil {
-		return err
+	d := time.Duration(secs+1) * time.Second
+	runs := map[string]func(){
+		"cpu.pprof":       func() { closedLoop(ctx, hc, url, reqs, 32, d) },
+		"cpu-fixed.pprof": func() { fixedRate(ctx, hc, url, reqs, 32, rate, d, nil) },
+	}
+	for _, name := range []string{"cpu.pprof", "cpu-fixed.pprof"} {
+		done := make(chan error, 1)
+		go func() {
+			done <- fetch(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", s.pprof, secs), filepath.Join(o.profileDir, name))
+		}()
+		runs[name]()
+		if err := <-done; err != nil {
+			return err
+		}
 	}
 	progress("load: profiles in %s (go tool pprof %s)", o.profileDir, filepath.Join(o.profileDir, "cpu.pprof"))
 	if err := fetch(ctx, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/heap?gc=1", s.pprof), filepath.Join(o.profileDir, "heap.pprof")); err != nil {

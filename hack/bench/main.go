@@ -75,6 +75,12 @@ type report struct {
 }
 
 func main() {
+	if certs := os.Getenv(noopProcessEnv); certs != "" {
+		if err := serveNoopProcess(certs); err != nil {
+			fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+			os.Exit(1)
+		}
+	}
 	ctrllog.SetLogger(logr.Discard()) // the in-process informers of the scale section
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -9,7 +10,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -48,6 +54,63 @@ func startNoopWebhook(certDir string) (*noopWebhook, error) {
 }
 
 func (n *noopWebhook) stop() { _ = n.srv.Shutdown(context.Background()) }
+
+// noopProcessEnv, set to a serving-certificate directory, makes the bench binary serve the
+// no-op webhook alone (serveNoopProcess) instead of benchmarking.
+const noopProcessEnv = "MODELGUARD_BENCH_NOOP_CERTS"
+
+// serveNoopProcess serves the no-op webhook until killed, after writing its URL as the first
+// line of stdout.
+func serveNoopProcess(certDir string) error {
+	n, err := startNoopWebhook(certDir)
+	if err != nil {
+		return err
+	}
+	fmt.Println(n.url)
+	select {}
+}
+
+// noopProcess is the no-op webhook in a process of its own: the floor of the load section.
+// Against it the load generator measures itself and the machine: what any webhook's clients
+// see at a given rate before the webhook does any work, the server in its own process as
+// modelguard serve is.
+type noopProcess struct {
+	cmd *exec.Cmd
+	url string
+	pid string
+}
+
+func startNoopProcess(certDir string) (*noopProcess, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self)
+	cmd.Env = append(os.Environ(), noopProcessEnv+"="+certDir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("no-op webhook process: %w", err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("no-op webhook process: reading its URL: %w", err)
+	}
+	return &noopProcess{cmd: cmd, url: strings.TrimSpace(line), pid: strconv.Itoa(cmd.Process.Pid)}, nil
+}
+
+func (n *noopProcess) stop() {
+	_ = n.cmd.Process.Kill()
+	_ = n.cmd.Wait()
+}
+
+func (n *noopProcess) cpu() (time.Duration, error) { return processCPU(n.pid) }
 
 func noopAdmit(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, 3<<20))

@@ -10,8 +10,8 @@ import (
 )
 
 // cpuTimes is the machine's CPU time so far from /proc/stat, in clock ticks: busy (user, nice,
-// system, irq, softirq, steal) and total.
-type cpuTimes struct{ busy, total int64 }
+// system, irq, softirq, steal), steal (the hypervisor ran something else) and total.
+type cpuTimes struct{ busy, steal, total int64 }
 
 func machineCPU() (cpuTimes, error) {
 	data, err := os.ReadFile("/proc/stat")
@@ -32,6 +32,9 @@ func machineCPU() (cpuTimes, error) {
 		t.total += v
 		if i != 3 && i != 4 { // idle and iowait are not work
 			t.busy += v
+		}
+		if i == 7 {
+			t.steal = v
 		}
 	}
 	return t, nil
@@ -70,4 +73,71 @@ func settle(ctx context.Context, cores int, maxBusy float64, limit time.Duration
 		}
 		prev = now
 	}
+}
+
+// coreUse is where the machine's cores went during a run, in cores (1 = one core busy
+// throughout): the server under test, the load generator (this process), everything else
+// (the test API server and etcd, mostly) and steal. On a machine the client shares with the
+// server, a latency tail the server's own histogram does not show is found here.
+type coreUse struct {
+	Server float64 `json:"server"`
+	Client float64 `json:"client"`
+	Other  float64 `json:"other"`
+	Steal  float64 `json:"steal"`
+}
+
+// coreMeter measures a coreUse from its start to its stop.
+type coreMeter struct {
+	serverCPU      func() (time.Duration, error)
+	cores          int
+	began          time.Time
+	machine        cpuTimes
+	server, client time.Duration
+}
+
+func startCoreMeter(serverCPU func() (time.Duration, error), cores int) *coreMeter {
+	m := &coreMeter{serverCPU: serverCPU, cores: cores, began: time.Now()}
+	m.machine, _ = machineCPU()
+	m.server, _ = serverCPU()
+	m.client, _ = processCPU("self")
+	return m
+}
+
+func (m *coreMeter) stop() coreUse {
+	wall := time.Since(m.began).Seconds()
+	machine, err1 := machineCPU()
+	server, err2 := m.serverCPU()
+	client, err3 := processCPU("self")
+	if err1 != nil || err2 != nil || err3 != nil || wall <= 0 || machine.total <= m.machine.total {
+		return coreUse{}
+	}
+	perTick := float64(m.cores) / float64(machine.total-m.machine.total)
+	u := coreUse{
+		Server: (server - m.server).Seconds() / wall,
+		Client: (client - m.client).Seconds() / wall,
+		Steal:  float64(machine.steal-m.machine.steal) * perTick,
+	}
+	u.Other = max(0, float64(machine.busy-m.machine.busy)*perTick-u.Steal-u.Server-u.Client)
+	return u
+}
+
+// medianUse is the component-wise median of some coreUses.
+func medianUse(us []coreUse) coreUse {
+	pick := func(f func(coreUse) float64) float64 {
+		xs := make([]float64, len(us))
+		for i, u := range us {
+			xs[i] = f(u)
+		}
+		return median(xs)
+	}
+	return coreUse{
+		Server: pick(func(u coreUse) float64 { return u.Server }),
+		Client: pick(func(u coreUse) float64 { return u.Client }),
+		Other:  pick(func(u coreUse) float64 { return u.Other }),
+		Steal:  pick(func(u coreUse) float64 { return u.Steal }),
+	}
+}
+
+func (u coreUse) String() string {
+	return fmt.Sprintf("cores: server %.2f, client %.2f, other %.2f, steal %.2f", u.Server, u.Client, u.Other, u.Steal)
 }
