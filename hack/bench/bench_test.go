@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -88,4 +89,25 @@ func TestBusyCores(t *testing.T) {
 	before := cpuTimes{busy: 100, total: 1000}
 	assert.InDelta(t, 0.5, busyCores(before, cpuTimes{busy: 150, total: 1200}, 2), 1e-12)
 	assert.Equal(t, 0.0, busyCores(before, before, 2))
+}
+
+// TestMedianUse: each component is the median of its own values, not of whole readings.
+func TestMedianUse(t *testing.T) {
+	got := medianUse([]coreUse{
+		{Server: 1.0, Client: 0.2, Other: 0.9, Steal: 0},
+		{Server: 0.8, Client: 0.6, Other: 0.1, Steal: 0.3},
+		{Server: 0.9, Client: 0.4, Other: 0.0, Steal: 0.1},
+	})
+	assert.Equal(t, coreUse{Server: 0.9, Client: 0.4, Other: 0.1, Steal: 0.1}, got)
+	assert.Equal(t, coreUse{}, medianUse(nil))
+}
+
+// TestCoreMeterSelf: a meter whose "server" is this process sees it as busy as the client.
+func TestCoreMeterSelf(t *testing.T) {
+	m := startCoreMeter(func() (time.Duration, error) { return processCPU("self") }, runtime.NumCPU())
+	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
+	}
+	u := m.stop()
+	assert.InDelta(t, u.Server, u.Client, 0.1) // read one after the other, in 10 ms ticks
+	assert.Positive(t, u.Client)
 }

@@ -91,7 +91,7 @@ const loadNamespaces = 1000 // 10,000 AP and RA, 1,000 PA, 2,000 VS
 const fixedRateTarget = 2500.0
 
 func runLoad(ctx context.Context, o options) (*loadReport, error) {
-	c, err := startCluster(o.root, filepath.Join(o.dir, "load"))
+	c, err := startCluster(o.root, filepath.Join(o.dir, "load"), o.etcdFsync)
 	if err != nil {
 		return nil, err
 	}

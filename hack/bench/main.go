@@ -45,7 +45,7 @@ type options struct {
 	scaleNamespaces            []int
 	cliNamespaces              []int
 	jsonPath                   string
-	keep, http2                bool
+	keep, http2, etcdFsync     bool
 	serverEnv                  envFlag // extra environment of modelguard serve (load section)
 }
 
@@ -63,15 +63,17 @@ func (e *envFlag) Set(v string) error {
 
 // report is everything measured; the JSON output.
 type report struct {
-	Machine  machine         `json:"machine"`
-	Runs     int             `json:"runs"`
-	Load     *loadReport     `json:"load,omitempty"`
-	Overhead *overheadReport `json:"overhead,omitempty"`
-	Scale    *scaleReport    `json:"scale,omitempty"`
-	CLI      []cliRow        `json:"cli,omitempty"`
-	Started  time.Time       `json:"started"`
-	Took     string          `json:"took"`
-	Targets  []summaryRow    `json:"summary"`
+	Machine machine `json:"machine"`
+	// EtcdFsync: the test etcd flushed every commit to disk (-etcd-fsync).
+	EtcdFsync bool            `json:"etcd_fsync"`
+	Runs      int             `json:"runs"`
+	Load      *loadReport     `json:"load,omitempty"`
+	Overhead  *overheadReport `json:"overhead,omitempty"`
+	Scale     *scaleReport    `json:"scale,omitempty"`
+	CLI       []cliRow        `json:"cli,omitempty"`
+	Started   time.Time       `json:"started"`
+	Took      string          `json:"took"`
+	Targets   []summaryRow    `json:"summary"`
 }
 
 func main() {
@@ -108,6 +110,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the server under load to `DIR`")
 	flag.BoolVar(&o.http2, "http2", false, "run modelguard serve with --enable-http2 and load it over HTTP/2 (one multiplexed connection) as well as HTTP/1.1 (default: HTTP/1.1 alone, a keep-alive connection per client, as modelguard serves by default)")
 	flag.Var(&o.serverEnv, "server-env", "`KEY=VALUE` added to modelguard serve's environment in the load section (e.g. GOGC=200, GODEBUG=gctrace=1: its stderr log is kept with -keep); repeatable")
+	flag.BoolVar(&o.etcdFsync, "etcd-fsync", false, "run the test etcd with fsync on every commit, as a production etcd runs (default: envtest's --unsafe-no-fsync)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (server logs, kubeconfigs) and print its path")
 	flag.StringVar(&o.bin, "bin", "", "modelguard binary (default: bin/modelguard; run `make build`)")
 	flag.Parse()
@@ -157,7 +160,7 @@ func run(ctx context.Context, o options) error {
 		defer os.RemoveAll(dir)
 	}
 	o.dir = dir
-	rep := &report{Machine: describeMachine(), Runs: o.runs, Started: time.Now()}
+	rep := &report{Machine: describeMachine(), Runs: o.runs, Started: time.Now(), EtcdFsync: o.etcdFsync}
 	progress("machine: %s", rep.Machine)
 	sections := []struct {
 		name string

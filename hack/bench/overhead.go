@@ -79,7 +79,7 @@ const (
 func overheadNS(i int) string { return fmt.Sprintf("overhead-%02d", i) }
 
 func runOverhead(ctx context.Context, o options) (*overheadReport, error) {
-	c, err := startCluster(o.root, filepath.Join(o.dir, "overhead"))
+	c, err := startCluster(o.root, filepath.Join(o.dir, "overhead"), o.etcdFsync)
 	if err != nil {
 		return nil, err
 	}

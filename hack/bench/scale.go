@@ -62,7 +62,7 @@ type informerRow struct {
 // serve afresh: time to sync, RSS after sync, admission latency at concurrency 1, and the
 // memory each informer and the policy snapshot hold.
 func runScale(ctx context.Context, o options) (*scaleReport, error) {
-	c, err := startCluster(o.root, filepath.Join(o.dir, "scale"))
+	c, err := startCluster(o.root, filepath.Join(o.dir, "scale"), o.etcdFsync)
 	if err != nil {
 		return nil, err
 	}

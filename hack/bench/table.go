@@ -105,7 +105,11 @@ func loadRows(l *loadReport) []summaryRow {
 }
 
 func printTable(w io.Writer, r *report) {
-	fmt.Fprintf(w, "\nmodelguard bench — %s — medians of %d runs — took %s\n\n", r.Machine, r.Runs, r.Took)
+	etcd := "etcd --unsafe-no-fsync (envtest)"
+	if r.EtcdFsync {
+		etcd = "etcd with fsync"
+	}
+	fmt.Fprintf(w, "\nmodelguard bench — %s — %s — medians of %d runs — took %s\n\n", r.Machine, etcd, r.Runs, r.Took)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SECTION\tMEASURE\tVALUE\tTARGET\tMET")
 	for _, s := range r.Targets {
