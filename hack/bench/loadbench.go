@@ -67,8 +67,12 @@ type fixedReport struct {
 
 // floorReport is the load section's floor: the no-op webhook under the same load.
 type floorReport struct {
-	C32PerS float64     `json:"c32_requests_per_s"`
-	Fixed   fixedReport `json:"fixed_rate"`
+	C32PerS   float64 `json:"c32_requests_per_s"`
+	C32Errors int     `json:"c32_errors"`
+	// C32Share is modelguard's rate at concurrency 32 over the floor's in the same run (the
+	// median over the runs): a figure the machine's speed of the day affects less.
+	C32Share float64     `json:"c32_share_of_floor"`
+	Fixed    fixedReport `json:"fixed_rate"`
 }
 
 type soakReport struct {
@@ -141,27 +145,21 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 		}
 	}
 	hc := clients[protocolName(o.http2)]
-	for run := range o.runs {
-		for _, l := range levels { // levels interleaved: machine drift spreads over all of them
-			cpu0, _ := s.cpu()
-			out := closedLoop(ctx, clients[l.Protocol], url, reqs, l.Concurrency, o.duration)
-			cpu1, _ := s.cpu()
-			rss, _ := s.rss()
-			l.add(out, cpu1-cpu0, rss)
-			progress("load: run %d %s c=%d: %.0f req/s p99 %.2f ms errors %d", run+1, l.Protocol, l.Concurrency,
-				float64(out.Requests)/out.Elapsed.Seconds(), ms(summarise(out.Lat).P99), out.Errors)
-		}
+	floor, err := startFloor(ctx, c.env.WebhookInstallOptions.LocalServingCertDir, hc, reqs)
+	if err != nil {
+		return nil, err
 	}
+	defer floor.stop()
+	floorPerS := measureLevels(ctx, s, clients, url, reqs, levels, floor, hc, o)
 	for _, l := range levels {
 		rep.Levels = append(rep.Levels, l.finish())
 	}
 	rate := fixedRateTarget
 	stopClientProfile := profileClient(o.profileDir)
-	rep.FixedRate = fixedRun(ctx, s.target(url), hc, reqs, rate, o)
+	fixed := fixedRuns(ctx, []loadTarget{s.target(url, reqs), floor.target}, hc, rate, o)
 	stopClientProfile()
-	if rep.NoopFloor, err = noopFloor(ctx, c.env.WebhookInstallOptions.LocalServingCertDir, hc, reqs, rate, o); err != nil {
-		return nil, err
-	}
+	rep.FixedRate = fixed[0]
+	rep.NoopFloor = floor.report(floorPerS, rep.Levels, rep.Protocol, fixed[1])
 	if o.profileDir != "" {
 		if err := profile(ctx, s, hc, url, reqs, rate, o); err != nil {
 			return nil, err
@@ -170,6 +168,29 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 	}
 	rep.Soak = soak(ctx, s, hc, url, reqs, rate, o.soak)
 	return rep, nil
+}
+
+// measureLevels runs every concurrency level once per run, the levels interleaved so that
+// machine drift spreads over all of them, and the floor at concurrency 32 after each run's
+// levels. It returns the floor's rate in each run.
+func measureLevels(ctx context.Context, s *server, clients map[string]*http.Client, url string, reqs []request, levels []*loadLevel, floor *floor, hc *http.Client, o options) []float64 {
+	var floorPerS []float64
+	for run := range o.runs {
+		for _, l := range levels {
+			cpu0, _ := s.cpu()
+			out := closedLoop(ctx, clients[l.Protocol], url, reqs, l.Concurrency, o.duration)
+			cpu1, _ := s.cpu()
+			rss, _ := s.rss()
+			l.add(out, cpu1-cpu0, rss)
+			progress("load: run %d %s c=%d: %.0f req/s p99 %.2f ms errors %d", run+1, l.Protocol, l.Concurrency,
+				float64(out.Requests)/out.Elapsed.Seconds(), ms(summarise(out.Lat).P99), out.Errors)
+		}
+		out := closedLoop(ctx, hc, floor.target.url, floor.target.reqs, 32, o.duration)
+		floorPerS = append(floorPerS, float64(out.Requests)/out.Elapsed.Seconds())
+		floor.errors += out.Errors
+		progress("load: run %d no-op webhook c=32: %.0f req/s errors %d", run+1, floorPerS[len(floorPerS)-1], out.Errors)
+	}
+	return floorPerS
 }
 
 func (l *loadLevel) add(out outcome, cpu time.Duration, rss int64) {
@@ -195,79 +216,115 @@ func (l *loadLevel) finish() loadLevel {
 	return *l
 }
 
-// loadTarget is what a load run is aimed at: modelguard serve, or the no-op webhook.
+// loadTarget is what a load run is aimed at: modelguard serve, or the no-op webhook, with
+// the requests and answers it is checked against.
 type loadTarget struct {
-	url string
-	cpu func() (time.Duration, error)
+	name string
+	url  string
+	reqs []request
+	cpu  func() (time.Duration, error)
 	// durations reads the server's own duration histogram; nil for the no-op webhook.
 	durations func(context.Context) (histogram, error)
 }
 
-func (s *server) target(url string) loadTarget {
-	return loadTarget{url: url, cpu: s.cpu, durations: s.durations}
+func (s *server) target(url string, reqs []request) loadTarget {
+	return loadTarget{name: "modelguard", url: url, reqs: reqs, cpu: s.cpu, durations: s.durations}
 }
 
-// fixedRun measures latency at a fixed rate (fixedRateTarget), from 32
-// clients, the median over the runs.
-func fixedRun(ctx context.Context, t loadTarget, hc *http.Client, reqs []request, rate float64, o options) fixedReport {
-	rep := fixedReport{Rate: rate, Workers: 32}
-	var p50, p99, mx, lag []time.Duration
-	var server []float64
-	var use []coreUse
+// fixedRuns measures latency at a fixed rate (fixedRateTarget) from 32 clients, each target
+// once per run, interleaved so that machine drift affects them alike; one report per
+// target, the medians over the runs.
+func fixedRuns(ctx context.Context, targets []loadTarget, hc *http.Client, rate float64, o options) []fixedReport {
+	accs := make([]fixedAcc, len(targets))
 	for run := range o.runs {
-		var before histogram
-		if t.durations != nil {
-			before, _ = t.durations(ctx)
+		for i, t := range targets {
+			accs[i].once(ctx, t, hc, rate, o.duration, run)
 		}
-		meter := startCoreMeter(t.cpu, runtime.NumCPU())
-		out := fixedRate(ctx, hc, t.url, reqs, 32, rate, o.duration, nil)
-		use = append(use, meter.stop())
-		serverP99 := ""
-		if t.durations != nil {
-			after, _ := t.durations(ctx)
-			server = append(server, after.quantileSince(before, 0.99)*1000)
-			serverP99 = fmt.Sprintf(", server p99 ≤ %.2f ms", server[len(server)-1])
-		}
-		lat := summarise(out.Lat)
-		p50, p99, mx, lag = append(p50, lat.P50), append(p99, lat.P99), append(mx, lat.Max), append(lag, out.SenderLag.P99)
-		rep.Requests += out.Requests
-		rep.Errors += out.Errors
-		progress("load: run %d at %.0f req/s: p50 %.2f ms p90 %.2f ms p99 %.2f ms (sender lag p99 %.2f ms%s; %s) errors %d",
-			run+1, rate, ms(lat.P50), ms(lat.P90), ms(lat.P99), ms(out.SenderLag.P99), serverP99, use[len(use)-1], out.Errors)
 	}
-	rep.P50ms, rep.P99ms, rep.MaxMs = ms(median(p50)), ms(median(p99)), ms(median(mx))
-	rep.ServerP99ms = median(server)
-	rep.SenderLagP99ms = ms(median(lag))
-	rep.Cores = medianUse(use)
-	return rep
+	reps := make([]fixedReport, len(targets))
+	for i := range accs {
+		reps[i] = accs[i].finish(rate)
+	}
+	return reps
 }
 
-// noopFloor loads the no-op webhook, in a process of its own, as modelguard was loaded: the
-// same client, requests, concurrency and rate. It is the floor of the load section on this
-// machine: what the load generator, TLS, HTTP and the machine's other tenants cost before a
-// webhook does any work.
-func noopFloor(ctx context.Context, certDir string, hc *http.Client, reqs []request, rate float64, o options) (*floorReport, error) {
+// fixedAcc accumulates the fixed-rate runs of one target.
+type fixedAcc struct {
+	p50, p99, mx, lag []time.Duration
+	server            []float64
+	use               []coreUse
+	requests, errors  int
+}
+
+func (a *fixedAcc) once(ctx context.Context, t loadTarget, hc *http.Client, rate float64, d time.Duration, run int) {
+	var before histogram
+	if t.durations != nil {
+		before, _ = t.durations(ctx)
+	}
+	meter := startCoreMeter(t.cpu, runtime.NumCPU())
+	out := fixedRate(ctx, hc, t.url, t.reqs, 32, rate, d, nil)
+	use := meter.stop()
+	a.use = append(a.use, use)
+	serverP99 := ""
+	if t.durations != nil {
+		after, _ := t.durations(ctx)
+		a.server = append(a.server, after.quantileSince(before, 0.99)*1000)
+		serverP99 = fmt.Sprintf(", server p99 ≤ %.2f ms", a.server[len(a.server)-1])
+	}
+	lat := summarise(out.Lat)
+	a.p50, a.p99, a.mx, a.lag = append(a.p50, lat.P50), append(a.p99, lat.P99), append(a.mx, lat.Max), append(a.lag, out.SenderLag.P99)
+	a.requests += out.Requests
+	a.errors += out.Errors
+	progress("load: run %d %s at %.0f req/s: p50 %.2f ms p90 %.2f ms p99 %.2f ms (sender lag p99 %.2f ms%s; %s) errors %d",
+		run+1, t.name, rate, ms(lat.P50), ms(lat.P90), ms(lat.P99), ms(out.SenderLag.P99), serverP99, use, out.Errors)
+}
+
+func (a *fixedAcc) finish(rate float64) fixedReport {
+	return fixedReport{Rate: rate, Workers: 32, Requests: a.requests, Errors: a.errors,
+		P50ms: ms(median(a.p50)), P99ms: ms(median(a.p99)), MaxMs: ms(median(a.mx)),
+		ServerP99ms: median(a.server), SenderLagP99ms: ms(median(a.lag)), Cores: medianUse(a.use)}
+}
+
+// floor is the no-op webhook, in a process of its own, loaded as modelguard is: the same
+// client, requests (every one expected allowed), concurrency and rate, in the same runs. It
+// is the floor of the load section on this machine: what the load generator, TLS, HTTP and
+// the machine's other tenants cost before a webhook does any work.
+type floor struct {
+	proc   *noopProcess
+	target loadTarget
+	errors int
+}
+
+func startFloor(ctx context.Context, certDir string, hc *http.Client, reqs []request) (*floor, error) {
 	n, err := startNoopProcess(certDir)
 	if err != nil {
 		return nil, err
 	}
-	defer n.stop()
 	allowed := make([]request, len(reqs))
 	for i, r := range reqs {
 		r.allowed = true // the no-op webhook allows everything
 		allowed[i] = r
 	}
-	t := loadTarget{url: n.url, cpu: n.cpu}
-	closedLoop(ctx, hc, t.url, allowed, 32, 2*time.Second) // warm-up
-	var perS []float64
-	for run := range o.runs {
-		out := closedLoop(ctx, hc, t.url, allowed, 32, o.duration)
-		perS = append(perS, float64(out.Requests)/out.Elapsed.Seconds())
-		progress("load: no-op webhook run %d c=32: %.0f req/s errors %d", run+1, perS[len(perS)-1], out.Errors)
+	f := &floor{proc: n, target: loadTarget{name: "no-op webhook", url: n.url, reqs: allowed, cpu: n.cpu}}
+	closedLoop(ctx, hc, f.target.url, allowed, 32, 2*time.Second) // warm-up
+	return f, nil
+}
+
+func (f *floor) stop() { f.proc.stop() }
+
+// report sets the floor's rates beside modelguard's concurrency-32 level of the same runs.
+func (f *floor) report(perS []float64, levels []loadLevel, protocol string, fixed fixedReport) *floorReport {
+	rep := &floorReport{C32PerS: median(perS), C32Errors: f.errors, Fixed: fixed}
+	for _, l := range levels {
+		if l.Concurrency == 32 && l.Protocol == protocol && len(l.runsPerS) == len(perS) {
+			ratios := make([]float64, len(perS))
+			for i := range perS {
+				ratios[i] = l.runsPerS[i] / perS[i]
+			}
+			rep.C32Share = median(ratios)
+		}
 	}
-	rep := &floorReport{C32PerS: median(perS)}
-	rep.Fixed = fixedRun(ctx, t, hc, allowed, rate, o)
-	return rep, nil
+	return rep
 }
 
 // soak runs at a fixed rate for d, sampling the server's RSS every second: memory must not

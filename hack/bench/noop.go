@@ -70,10 +70,8 @@ func serveNoopProcess(certDir string) error {
 	select {}
 }
 
-// noopProcess is the no-op webhook in a process of its own: the floor of the load section.
-// Against it the load generator measures itself and the machine: what any webhook's clients
-// see at a given rate before the webhook does any work, the server in its own process as
-// modelguard serve is.
+// noopProcess is the no-op webhook in a process of its own (the load section's floor), as
+// modelguard serve is in its own.
 type noopProcess struct {
 	cmd *exec.Cmd
 	url string
