@@ -107,7 +107,9 @@ func TestCoreMeterSelf(t *testing.T) {
 	m := startCoreMeter(func() (time.Duration, error) { return processCPU("self") }, runtime.NumCPU())
 	for end := time.Now().Add(300 * time.Millisecond); time.Now().Before(end); {
 	}
-	u := m.stop()
+	u, server, err := m.stop()
+	require.NoError(t, err)
 	assert.InDelta(t, u.Server, u.Client, 0.1) // read one after the other, in 10 ms ticks
 	assert.Positive(t, u.Client)
+	assert.Positive(t, server)
 }

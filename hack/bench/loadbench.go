@@ -263,7 +263,10 @@ func (a *fixedAcc) once(ctx context.Context, t loadTarget, hc *http.Client, rate
 	}
 	meter := startCoreMeter(t.cpu, runtime.NumCPU())
 	out := fixedRate(ctx, hc, t.url, t.reqs, 32, rate, d, nil)
-	use := meter.stop()
+	use, _, err := meter.stop()
+	if err != nil {
+		progress("load: %v", err)
+	}
 	a.use = append(a.use, use)
 	serverP99 := ""
 	if t.durations != nil {

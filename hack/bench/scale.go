@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -167,40 +166,26 @@ func scaleRun(ctx context.Context, s *server, hc *http.Client, url string, reqs 
 		return m, err
 	}
 	closedLoop(ctx, hc, url, reqs, 1, time.Second) // warm-up
-	before, err := readCounters(ctx, s)
+	before, err := s.durations(ctx)
 	if err != nil {
 		return m, err
 	}
+	meter := startCoreMeter(s.cpu, runtime.NumCPU())
 	m.out = closedLoop(ctx, hc, url, reqs, 1, d)
-	after, err := readCounters(ctx, s)
+	use, server, err := meter.stop()
 	if err != nil {
 		return m, err
 	}
-	m.serverMean = after.hist.meanSince(before.hist) * 1000
-	server, self := after.server-before.server, after.self-before.self
+	after, err := s.durations(ctx)
+	if err != nil {
+		return m, err
+	}
+	m.serverMean = after.meanSince(before) * 1000
 	if m.out.Requests > 0 {
 		m.serverCPU = ms(server) / float64(m.out.Requests)
 	}
-	busy := busyCores(before.machine, after.machine, runtime.NumCPU())
-	m.background = max(0, busy-(server+self).Seconds()/m.out.Elapsed.Seconds())
+	m.background = use.Other + use.Steal // busy with neither the server nor this process
 	return m, nil
-}
-
-// counters are the readings a scale run takes before and after its load.
-type counters struct {
-	hist         histogram
-	server, self time.Duration // CPU used by the server and by this process
-	machine      cpuTimes
-}
-
-func readCounters(ctx context.Context, s *server) (counters, error) {
-	var c counters
-	var errs [4]error
-	c.hist, errs[0] = s.durations(ctx)
-	c.server, errs[1] = s.cpu()
-	c.self, errs[2] = processCPU("self")
-	c.machine, errs[3] = machineCPU()
-	return c, errors.Join(errs[:]...)
 }
 
 // The machine counts as settled under 0.15 busy cores; a scale run waits at most 2 minutes.

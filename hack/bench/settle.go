@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -93,23 +94,30 @@ type coreMeter struct {
 	began          time.Time
 	machine        cpuTimes
 	server, client time.Duration
+	err            error
 }
 
 func startCoreMeter(serverCPU func() (time.Duration, error), cores int) *coreMeter {
 	m := &coreMeter{serverCPU: serverCPU, cores: cores, began: time.Now()}
-	m.machine, _ = machineCPU()
-	m.server, _ = serverCPU()
-	m.client, _ = processCPU("self")
+	var errs [3]error
+	m.machine, errs[0] = machineCPU()
+	m.server, errs[1] = serverCPU()
+	m.client, errs[2] = processCPU("self")
+	m.err = errors.Join(errs[:]...)
 	return m
 }
 
-func (m *coreMeter) stop() coreUse {
+// stop ends the measurement: where the cores went, and the server's CPU time in all.
+func (m *coreMeter) stop() (coreUse, time.Duration, error) {
 	wall := time.Since(m.began).Seconds()
 	machine, err1 := machineCPU()
 	server, err2 := m.serverCPU()
 	client, err3 := processCPU("self")
-	if err1 != nil || err2 != nil || err3 != nil || wall <= 0 || machine.total <= m.machine.total {
-		return coreUse{}
+	if err := errors.Join(m.err, err1, err2, err3); err != nil {
+		return coreUse{}, 0, fmt.Errorf("cpu accounting: %w", err)
+	}
+	if wall <= 0 || machine.total <= m.machine.total {
+		return coreUse{}, server - m.server, nil
 	}
 	perTick := float64(m.cores) / float64(machine.total-m.machine.total)
 	u := coreUse{
@@ -118,7 +126,7 @@ func (m *coreMeter) stop() coreUse {
 		Steal:  float64(machine.steal-m.machine.steal) * perTick,
 	}
 	u.Other = max(0, float64(machine.busy-m.machine.busy)*perTick-u.Steal-u.Server-u.Client)
-	return u
+	return u, server - m.server, nil
 }
 
 // medianUse is the component-wise median of some coreUses.
