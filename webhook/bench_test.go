@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -14,9 +13,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
-	admissionv1 "k8s.io/api/admission/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/modelguard/modelguard/policy"
@@ -83,16 +79,8 @@ func benchHook(b *testing.B, namespaces int, name string) (http.Handler, []byte)
 	}
 	v := &Validator{Config: cfg, Mesh: &fakeMesh{snap: snap}, Audit: &Auditor{Log: log, Metrics: m}}
 	subject := fleet.InferenceService(fleet.Namespace(namespaces/2), name)
-	raw, err := json.Marshal(subject.Object)
-	if err != nil {
-		b.Fatal(err)
-	}
-	review := admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{UID: "bench", Kind: metav1.GroupVersionKind{Group: "serving.kserve.io", Version: "v1beta1", Kind: "InferenceService"},
-			Namespace: subject.GetNamespace(), Name: subject.GetName(), Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw}},
-	}
-	body, err := json.Marshal(review)
+	// The AdmissionReview as kube-apiserver sends it, managedFields and all.
+	body, err := fleet.CreateReview(subject, "bench", 0)
 	if err != nil {
 		b.Fatal(err)
 	}

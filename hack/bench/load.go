@@ -13,10 +13,6 @@ import (
 	"sync"
 	"time"
 
-	admissionv1 "k8s.io/api/admission/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -95,30 +91,11 @@ func coveredIndex(k, namespaces int) int {
 	return i
 }
 
-// review is the AdmissionReview kube-apiserver sends for a CREATE of obj.
+// review is the AdmissionReview of request k: a CREATE of obj as kube-apiserver sends it.
 func review(obj client.Object, k int) ([]byte, types.UID, error) {
-	raw, err := json.Marshal(obj)
-	if err != nil {
-		return nil, "", err
-	}
-	gvk := obj.GetObjectKind().GroupVersionKind()
 	uid := types.UID(fmt.Sprintf("bench-%06d", k))
-	r := admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
-		Request: &admissionv1.AdmissionRequest{
-			UID:       uid,
-			Kind:      metav1.GroupVersionKind{Group: gvk.Group, Version: gvk.Version, Kind: gvk.Kind},
-			Resource:  metav1.GroupVersionResource{Group: gvk.Group, Version: gvk.Version, Resource: resourceOf(gvk.Kind)},
-			Namespace: obj.GetNamespace(), Name: obj.GetName(), Operation: admissionv1.Create,
-			UserInfo: authenticationv1.UserInfo{Username: "bench", Groups: []string{"system:authenticated"}}, Object: runtime.RawExtension{Raw: raw},
-		},
-	}
-	body, err := json.Marshal(r)
+	body, err := fleet.CreateReview(obj, uid, k)
 	return body, uid, err
-}
-
-func resourceOf(kind string) string {
-	return map[string]string{"InferenceService": "inferenceservices", "Model": "models", "VirtualService": "virtualservices"}[kind]
 }
 
 // loadClient is an HTTPS client with keep-alive, as kube-apiserver's webhook client. Without

@@ -77,6 +77,10 @@ func checkUTF8(file string, data []byte) *Error {
 // with the same kind table and rules as Decode. Unknown kinds and lists are
 // errors; an unknown kind's *Error wraps ErrUnknownKind. A generateName stands in for the name
 // (mutating admission sees a CREATE before the API server picks the name).
+//
+// metadata.managedFields is checked as JSON (syntax and depth) and left out of the object:
+// the API server writes it into every object it sends for admission, often as the largest
+// part of the metadata, and no verdict reads it.
 func DecodeObject(data []byte) (obj Object, err error) {
 	defer guard("", &err)
 	if len(data) > MaxDocumentSize {
@@ -88,6 +92,7 @@ func DecodeObject(data []byte) (obj Object, err error) {
 	d := newDecoder("", true)
 	d.w.generateName = true
 	p := newJSONParser(data)
+	p.skipManagedFields = true
 	root, e := p.document()
 	if e == nil && p.skipSpace() < len(p.data) {
 		e = &Error{Line: p.lineAt(p.skipSpace()), Msg: "unexpected data after the JSON object"}

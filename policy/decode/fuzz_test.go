@@ -24,7 +24,8 @@ func FuzzDecode(f *testing.F) {
 			f.Add(data)
 		}
 	}
-	for _, s := range []string{"", "---", "{}", "[]", "a: &a [*a]", "{\"a\": \"\\ud800\"}", "? [a]\n: b", "%YAML 1.2\n---\na: 1\n"} {
+	for _, s := range []string{"", "---", "{}", "[]", "a: &a [*a]", "{\"a\": \"\\ud800\"}",
+		`{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"a","managedFields":[{"manager":"m","fieldsV1":{"f:x":{}}}]}}`, "? [a]\n: b", "%YAML 1.2\n---\na: 1\n"} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -26,6 +26,9 @@ type jsonParser struct {
 	dec  *jsontext.Decoder
 	pos  int // lines are counted up to pos
 	line int // line number at pos
+	// skipManagedFields drops the root object's metadata.managedFields unread but for its
+	// JSON syntax (DecodeObject). metaNext marks the next value parsed as the root's metadata.
+	skipManagedFields, metaNext bool
 }
 
 func newJSONParser(data []byte) *jsonParser {
@@ -81,6 +84,11 @@ func (p *jsonParser) value(depth int) (*yaml.Node, *Error) {
 	if depth > MaxDepth {
 		return nil, &Error{Line: line, Msg: fmt.Sprintf("document nesting exceeds the maximum depth of %d", MaxDepth)}
 	}
+	meta := p.metaNext
+	p.metaNext = false
+	if k := p.dec.PeekKind(); k == '"' || k == '0' {
+		return p.scalar(k, line, start)
+	}
 	tok, err := p.dec.ReadToken()
 	if err != nil {
 		return nil, p.syntaxError(err, start)
@@ -88,12 +96,7 @@ func (p *jsonParser) value(depth int) (*yaml.Node, *Error) {
 	n := &yaml.Node{Kind: yaml.ScalarNode, Line: line, Column: 1}
 	switch k := tok.Kind(); k {
 	case '{', '[':
-		return p.collection(n, k, depth)
-	case '"':
-		n.Tag, n.Value, n.Style = tagStr, tok.String(), yaml.DoubleQuotedStyle
-	case '0':
-		s := tok.String() // a number's text as written
-		n.Tag, n.Value = numberTag(s), s
+		return p.collection(n, k, depth, meta)
 	case 't':
 		n.Tag, n.Value = tagBool, "true"
 	case 'f':
@@ -103,6 +106,32 @@ func (p *jsonParser) value(depth int) (*yaml.Node, *Error) {
 	default: // the tokenizer reports a misplaced '}' or ']' as a syntax error
 		return nil, &Error{Line: line, Msg: fmt.Sprintf("invalid JSON: unexpected %q", k.String())}
 	}
+	return n, nil
+}
+
+// scalar reads a string or a number from its raw text, which the decoder has validated: most
+// strings are names without escapes that need no copy to look up (see internedString).
+func (p *jsonParser) scalar(k jsontext.Kind, line, start int) (*yaml.Node, *Error) {
+	raw, err := p.dec.ReadValue()
+	if err != nil {
+		return nil, p.syntaxError(err, start)
+	}
+	n := &yaml.Node{Kind: yaml.ScalarNode, Line: line, Column: 1}
+	if k == '0' {
+		s := string(raw) // a number's text as written
+		n.Tag, n.Value = numberTag(s), s
+		return n, nil
+	}
+	n.Tag, n.Style = tagStr, yaml.DoubleQuotedStyle
+	if body := raw[1 : len(raw)-1]; bytes.IndexByte(body, '\\') < 0 {
+		n.Value = internedString(body)
+		return n, nil
+	}
+	unq, err := jsontext.AppendUnquote(nil, raw)
+	if err != nil {
+		return nil, p.syntaxError(err, start)
+	}
+	n.Value = string(unq)
 	return n, nil
 }
 
@@ -117,7 +146,7 @@ func numberTag(s string) string {
 	return tagFloat
 }
 
-func (p *jsonParser) collection(n *yaml.Node, open jsontext.Kind, depth int) (*yaml.Node, *Error) {
+func (p *jsonParser) collection(n *yaml.Node, open jsontext.Kind, depth int, meta bool) (*yaml.Node, *Error) {
 	n.Kind, n.Tag = yaml.SequenceNode, tagSeq
 	closing := jsontext.Kind(']')
 	if open == '{' {
@@ -131,7 +160,14 @@ func (p *jsonParser) collection(n *yaml.Node, open jsontext.Kind, depth int) (*y
 			if err != nil {
 				return nil, err
 			}
+			if meta && p.skipManagedFields && key.Value == "managedFields" {
+				if err := p.skipValue(depth + 1); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			n.Content = append(n.Content, key)
+			p.metaNext = depth == 1 && key.Value == "metadata"
 		}
 		v, err := p.value(depth + 1)
 		if err != nil {
@@ -144,6 +180,35 @@ func (p *jsonParser) collection(n *yaml.Node, open jsontext.Kind, depth int) (*y
 		return nil, p.syntaxError(err, end)
 	}
 	return n, nil
+}
+
+// skipValue consumes the next value, found at nesting depth, checking only its syntax and
+// that it nests no deeper than MaxDepth, as a parsed value must.
+func (p *jsonParser) skipValue(depth int) *Error {
+	start := p.skipSpace()
+	if k := p.dec.PeekKind(); k == '{' || k == '[' {
+		for level := depth - 1; ; {
+			at := p.skipSpace()
+			tok, err := p.dec.ReadToken()
+			if err != nil {
+				return p.syntaxError(err, at)
+			}
+			switch tok.Kind() {
+			case '{', '[':
+				if level++; level > MaxDepth {
+					return &Error{Line: p.lineAt(at), Msg: fmt.Sprintf("document nesting exceeds the maximum depth of %d", MaxDepth)}
+				}
+			case '}', ']':
+				if level--; level == depth-1 {
+					return nil
+				}
+			}
+		}
+	}
+	if _, err := p.dec.ReadValue(); err != nil {
+		return p.syntaxError(err, start)
+	}
+	return nil
 }
 
 func (p *jsonParser) syntaxError(err error, at int) *Error {

@@ -395,3 +395,73 @@ func TestGenerateNameOnlyInAdmission(t *testing.T) {
 		t.Errorf("DecodeObject without name or generateName: %v", err)
 	}
 }
+
+// An admission request's object carries the API server's managedFields, which no verdict
+// reads: DecodeObject checks them as JSON and leaves them out. Only the root's
+// metadata.managedFields is skipped; the same key anywhere else is decoded as always.
+func TestDecodeObjectManagedFields(t *testing.T) {
+	const managed = `"managedFields":[{"manager":"kubectl-client-side-apply","operation":"Update","apiVersion":"serving.kserve.io/v1beta1",` +
+		`"time":"2026-12-03T10:00:00Z","fieldsType":"FieldsV1","fieldsV1":{"f:spec":{".":{},"f:predictor":{}}},"unknownToTheDecoder":1}]`
+	isvc := func(meta, spec string) string {
+		return `{"apiVersion":"serving.kserve.io/v1beta1","kind":"InferenceService",` + "\n" + `"metadata":{` + meta + `},` + "\n" + `"spec":` + spec + `}`
+	}
+	o, err := DecodeObject([]byte(isvc(`"name":"m","namespace":"ml",`+managed+`,"labels":{"app":"m"}`, `{"predictor":{}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Obj.GetManagedFields()) != 0 || o.Obj.GetName() != "m" || o.Obj.GetLabels()["app"] != "m" {
+		t.Errorf("got name %q labels %v managedFields %v", o.Obj.GetName(), o.Obj.GetLabels(), o.Obj.GetManagedFields())
+	}
+	// Decode, for files, still reads them strictly.
+	if _, _, err := Decode("f.json", []byte(isvc(`"name":"m",`+managed, `{}`))); err == nil || !strings.Contains(err.Error(), `unknown field "unknownToTheDecoder"`) {
+		t.Errorf("Decode: %v, want the unknown field in managedFields refused", err)
+	}
+	// managedFields of an object whose metadata came first as a scalar stays a spec field.
+	o, err = DecodeObject([]byte(isvc(`"name":"m"`, `{"managedFields":{"a":1}}`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec := o.Obj.(*unstructured.Unstructured).Object["spec"].(map[string]any); spec["managedFields"] == nil {
+		t.Errorf("spec.managedFields dropped: %v", spec)
+	}
+	deep := strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth)
+	cases := []struct {
+		name string
+		in   string
+		want errWant
+	}{
+		{"syntax error inside", isvc(`"name":"m","managedFields":[{"manager":}]`, `{}`), errWant{2, "", "invalid JSON"}},
+		{"nesting past the limit", isvc(`"name":"m","managedFields":`+deep, `{}`), errWant{2, "", "maximum depth of 100"}},
+		{"unterminated", `{"apiVersion":"v1","kind":"Namespace","metadata":{"managedFields":[{"a":1}`, errWant{1, "", "invalid JSON: unexpected end of input"}},
+		{"in an Istio spec", `{"apiVersion":"security.istio.io/v1","kind":"AuthorizationPolicy","metadata":"x","spec":{"managedFields":[]}}`,
+			errWant{1, "metadata", "expected a mapping"}},
+		{"in an Istio spec after metadata", `{"apiVersion":"security.istio.io/v1","kind":"AuthorizationPolicy","metadata":{"name":"a"},"spec":{"managedFields":[]}}`,
+			errWant{1, "spec.managedFields", `unknown field "managedFields"`}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := DecodeObject([]byte(tc.in))
+			checkErr(t, err, tc.want)
+		})
+	}
+	// The depth limit falls where it falls for the same value parsed (spec.x is as deep).
+	for n := MaxDepth - 3; n <= MaxDepth; n++ {
+		v := strings.Repeat("[", n) + strings.Repeat("]", n)
+		_, skipped := DecodeObject([]byte(isvc(`"name":"m","managedFields":`+v, `{}`)))
+		_, parsed := DecodeObject([]byte(isvc(`"name":"m"`, `{"x":`+v+`}`)))
+		if (skipped == nil) != (parsed == nil) {
+			t.Errorf("%d levels: skipped %v, parsed %v", n, skipped, parsed)
+		}
+	}
+}
+
+// Strings are read from their raw text; escaped ones are unescaped, also for interned names.
+func TestDecodeObjectEscapes(t *testing.T) {
+	o, err := DecodeObject([]byte(`{"apiVersion":"v1","kind":"Namespace","metadata":{"n\u0061me":"a\u0062\/c","labels":{"app":"\u00e9"}}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.Obj.GetName() != "ab/c" || o.Obj.GetLabels()["app"] != "é" {
+		t.Errorf("name %q labels %v", o.Obj.GetName(), o.Obj.GetLabels())
+	}
+}
