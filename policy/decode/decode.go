@@ -78,9 +78,10 @@ func checkUTF8(file string, data []byte) *Error {
 // errors; an unknown kind's *Error wraps ErrUnknownKind. A generateName stands in for the name
 // (mutating admission sees a CREATE before the API server picks the name).
 //
-// metadata.managedFields is checked as JSON (syntax and depth) and left out of the object:
-// the API server writes it into every object it sends for admission, often as the largest
-// part of the metadata, and no verdict reads it.
+// metadata.managedFields and the status are checked as JSON (syntax and depth) and left out
+// of the object: the API server writes managedFields into every object it sends for
+// admission, often as the largest part of the metadata, an UPDATE carries the controller's
+// status, and no verdict reads either (Decode ignores status too, after parsing it).
 func DecodeObject(data []byte) (obj Object, err error) {
 	defer guard("", &err)
 	if len(data) > MaxDocumentSize {
@@ -92,7 +93,7 @@ func DecodeObject(data []byte) (obj Object, err error) {
 	d := newDecoder("", true)
 	d.w.generateName = true
 	p := newJSONParser(data)
-	p.skipManagedFields = true
+	p.skipUnread = true
 	root, e := p.document()
 	if e == nil && p.skipSpace() < len(p.data) {
 		e = &Error{Line: p.lineAt(p.skipSpace()), Msg: "unexpected data after the JSON object"}

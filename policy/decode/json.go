@@ -26,9 +26,11 @@ type jsonParser struct {
 	dec  *jsontext.Decoder
 	pos  int // lines are counted up to pos
 	line int // line number at pos
-	// skipManagedFields drops the root object's metadata.managedFields unread but for its
-	// JSON syntax (DecodeObject). metaNext marks the next value parsed as the root's metadata.
-	skipManagedFields, metaNext bool
+	// skipUnread reads the parts of an admission object that no verdict reads, the root's
+	// status and metadata.managedFields, for their JSON syntax and depth only (DecodeObject):
+	// managedFields are dropped, status becomes null. metaNext marks the next value parsed
+	// as the root's metadata.
+	skipUnread, metaNext bool
 }
 
 func newJSONParser(data []byte) *jsonParser {
@@ -160,9 +162,12 @@ func (p *jsonParser) collection(n *yaml.Node, open jsontext.Kind, depth int, met
 			if err != nil {
 				return nil, err
 			}
-			if meta && p.skipManagedFields && key.Value == "managedFields" {
+			if p.skipUnread && (meta && key.Value == "managedFields" || depth == 1 && key.Value == "status") {
 				if err := p.skipValue(depth + 1); err != nil {
 					return nil, err
+				}
+				if key.Value == "status" {
+					n.Content = append(n.Content, key, &yaml.Node{Kind: yaml.ScalarNode, Tag: tagNull, Value: "null", Line: key.Line, Column: 1})
 				}
 				continue
 			}

@@ -416,6 +416,18 @@ func TestDecodeObjectManagedFields(t *testing.T) {
 	if _, _, err := Decode("f.json", []byte(isvc(`"name":"m",`+managed, `{}`))); err == nil || !strings.Contains(err.Error(), `unknown field "unknownToTheDecoder"`) {
 		t.Errorf("Decode: %v, want the unknown field in managedFields refused", err)
 	}
+	// So is the status, which an UPDATE carries: it becomes null.
+	status := `{"conditions":[{"type":"Ready","status":"True"}],"url":"http://m","url":"dup"}`
+	o, err = DecodeObject([]byte(isvc(`"name":"m"`, `{"predictor":{}},"status":`+status)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, has := o.Obj.(*unstructured.Unstructured).Object["status"]; has {
+		t.Errorf("status kept: %v", o.Obj)
+	}
+	if _, _, err := Decode("f.json", []byte(isvc(`"name":"m"`, `{},"status":`+status))); err == nil || !strings.Contains(err.Error(), "duplicate") {
+		t.Errorf("Decode: %v, want the duplicate key in status refused", err)
+	}
 	// managedFields of an object whose metadata came first as a scalar stays a spec field.
 	o, err = DecodeObject([]byte(isvc(`"name":"m"`, `{"managedFields":{"a":1}}`)))
 	if err != nil {
@@ -433,6 +445,9 @@ func TestDecodeObjectManagedFields(t *testing.T) {
 		{"syntax error inside", isvc(`"name":"m","managedFields":[{"manager":}]`, `{}`), errWant{2, "", "invalid JSON"}},
 		{"nesting past the limit", isvc(`"name":"m","managedFields":`+deep, `{}`), errWant{2, "", "maximum depth of 100"}},
 		{"unterminated", `{"apiVersion":"v1","kind":"Namespace","metadata":{"managedFields":[{"a":1}`, errWant{1, "", "invalid JSON: unexpected end of input"}},
+		{"status with a syntax error", isvc(`"name":"m"`, `{},"status":{"url":}`), errWant{3, "", "invalid JSON"}},
+		{"status nested past the limit", isvc(`"name":"m"`, `{},"status":`+deep+deep[:1]), errWant{3, "", "maximum depth of 100"}},
+		{"status of a List", `{"apiVersion":"v1","kind":"List","items":[],"status":{}}`, errWant{1, "", "not accepted here"}},
 		{"in an Istio spec", `{"apiVersion":"security.istio.io/v1","kind":"AuthorizationPolicy","metadata":"x","spec":{"managedFields":[]}}`,
 			errWant{1, "metadata", "expected a mapping"}},
 		{"in an Istio spec after metadata", `{"apiVersion":"security.istio.io/v1","kind":"AuthorizationPolicy","metadata":{"name":"a"},"spec":{"managedFields":[]}}`,
