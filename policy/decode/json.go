@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -31,6 +32,7 @@ type jsonParser struct {
 	// managedFields are dropped, status becomes null. metaNext marks the next value parsed
 	// as the root's metadata.
 	skipUnread, metaNext bool
+	stack                []*yaml.Node // children of the collections being parsed
 }
 
 func newJSONParser(data []byte) *jsonParser {
@@ -154,6 +156,10 @@ func (p *jsonParser) collection(n *yaml.Node, open jsontext.Kind, depth int, met
 	if open == '{' {
 		n.Kind, n.Tag, closing = yaml.MappingNode, tagMap, '}'
 	}
+	// Children gather on the parser's stack, shared by all collections, and are copied once
+	// into a slice of their exact size: appending to Content grew it several times over.
+	base := len(p.stack)
+	defer func() { p.stack = p.stack[:base] }()
 	// PeekKind is 0 on a syntax error or the end of input; the next
 	// ReadToken (in value, or below) then reports it.
 	for k := p.dec.PeekKind(); k != closing && k != 0; k = p.dec.PeekKind() {
@@ -167,22 +173,25 @@ func (p *jsonParser) collection(n *yaml.Node, open jsontext.Kind, depth int, met
 					return nil, err
 				}
 				if key.Value == "status" {
-					n.Content = append(n.Content, key, &yaml.Node{Kind: yaml.ScalarNode, Tag: tagNull, Value: "null", Line: key.Line, Column: 1})
+					p.stack = append(p.stack, key, &yaml.Node{Kind: yaml.ScalarNode, Tag: tagNull, Value: "null", Line: key.Line, Column: 1})
 				}
 				continue
 			}
-			n.Content = append(n.Content, key)
+			p.stack = append(p.stack, key)
 			p.metaNext = depth == 1 && key.Value == "metadata"
 		}
 		v, err := p.value(depth + 1)
 		if err != nil {
 			return nil, err
 		}
-		n.Content = append(n.Content, v)
+		p.stack = append(p.stack, v)
 	}
 	end := p.skipSpace()
 	if _, err := p.dec.ReadToken(); err != nil {
 		return nil, p.syntaxError(err, end)
+	}
+	if len(p.stack) > base {
+		n.Content = slices.Clone(p.stack[base:])
 	}
 	return n, nil
 }
