@@ -207,14 +207,17 @@ func (p *jsonParser) skipValue(depth int) *Error {
 			if err != nil {
 				return p.syntaxError(err, at)
 			}
-			switch tok.Kind() {
-			case '{', '[':
-				if level++; level > MaxDepth {
-					return &Error{Line: p.lineAt(at), Msg: fmt.Sprintf("document nesting exceeds the maximum depth of %d", MaxDepth)}
-				}
+			switch k := tok.Kind(); k {
 			case '}', ']':
 				if level--; level == depth-1 {
 					return nil
+				}
+			default: // a value or an object name, one level below its collection
+				if level+1 > MaxDepth {
+					return &Error{Line: p.lineAt(at), Msg: fmt.Sprintf("document nesting exceeds the maximum depth of %d", MaxDepth)}
+				}
+				if k == '{' || k == '[' {
+					level++
 				}
 			}
 		}

@@ -460,12 +460,15 @@ func TestDecodeObjectManagedFields(t *testing.T) {
 		})
 	}
 	// The depth limit falls where it falls for the same value parsed (spec.x is as deep).
-	for n := MaxDepth - 3; n <= MaxDepth; n++ {
-		v := strings.Repeat("[", n) + strings.Repeat("]", n)
-		_, skipped := DecodeObject([]byte(isvc(`"name":"m","managedFields":`+v, `{}`)))
-		_, parsed := DecodeObject([]byte(isvc(`"name":"m"`, `{"x":`+v+`}`)))
-		if (skipped == nil) != (parsed == nil) {
-			t.Errorf("%d levels: skipped %v, parsed %v", n, skipped, parsed)
+	// Innermost an empty list, a scalar, or an object with a name (names count as values).
+	for _, inner := range []string{"", "1", `{"a":{}}`} {
+		for n := MaxDepth - 4; n <= MaxDepth; n++ {
+			v := strings.Repeat("[", n) + inner + strings.Repeat("]", n)
+			_, skipped := DecodeObject([]byte(isvc(`"name":"m","managedFields":`+v, `{}`)))
+			_, parsed := DecodeObject([]byte(isvc(`"name":"m"`, `{"x":`+v+`}`)))
+			if (skipped == nil) != (parsed == nil) {
+				t.Errorf("%d levels around %q: skipped %v, parsed %v", n, inner, skipped, parsed)
+			}
 		}
 	}
 }
