@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // FuzzDecode checks that no input panics and that success always yields
@@ -66,4 +68,37 @@ func checkOutcome(t *testing.T, objs []Object, err error) {
 			t.Fatalf("object %d: TypeMeta kind %q, want %q", i, o.Obj.GetObjectKind().GroupVersionKind().Kind, o.Kind)
 		}
 	}
+}
+
+// FuzzSkipUnread checks that reading past an admission object's managedFields never refuses a
+// value that parsing accepts, and refuses others only for their syntax or depth: the value v,
+// as managedFields, against the same value parsed as a field of a CRD's spec (as deep).
+func FuzzSkipUnread(f *testing.F) {
+	for _, s := range []string{`[]`, `[{"manager":"m","fieldsV1":{"f:spec":{}}}]`, `"x"`, `1e999`, `[[[[1]]]]`, `{"a":1,"a":2}`, `"\ud800"`, `[` + strings.Repeat(`[`, 99) + `]`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, v []byte) {
+		if len(v) > 1<<14 {
+			return
+		}
+		doc := func(meta, spec string) []byte {
+			return []byte(`{"apiVersion":"serving.kserve.io/v1beta1","kind":"InferenceService","metadata":{"name":"m"` + meta + `},"spec":` + spec + `}`)
+		}
+		_, parsed := DecodeObject(doc("", `{"x":`+string(v)+`}`))
+		_, skipped := DecodeObject(doc(`,"managedFields":`+string(v), `{}`))
+		if !isOneValue(v) {
+			return // v could close the object it sits in: the two documents differ
+		}
+		if parsed == nil && skipped != nil {
+			t.Fatalf("skipping refused %q, which parsing accepts: %v", v, skipped)
+		}
+		if skipped != nil && !strings.Contains(skipped.Error(), "invalid JSON") && !strings.Contains(skipped.Error(), "maximum depth") && !strings.Contains(skipped.Error(), "invalid UTF-8") {
+			t.Fatalf("skipping refused %q for another reason: %v", v, skipped)
+		}
+	})
+}
+
+// isOneValue reports whether data is exactly one JSON value (duplicate names allowed).
+func isOneValue(data []byte) bool {
+	return jsontext.Value(data).IsValid(jsontext.AllowDuplicateNames(true))
 }
