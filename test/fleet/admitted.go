@@ -13,9 +13,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// CreateReview is the AdmissionReview kube-apiserver sends a validating webhook for a CREATE
-// of obj by `kubectl apply`: the object as the API server holds it then (Admitted, with k
-// numbering its uid), the create options, the requested kind and resource.
+// CreateReview is the AdmissionReview kube-apiserver sends a validating webhook for a
+// `kubectl create` of obj: the object as the API server holds it then (Admitted, with k
+// numbering its uid), the create options, the requested kind and resource. (`kubectl apply`
+// would also add its last-applied-configuration annotation, a copy of the object.)
 func CreateReview(obj client.Object, uid types.UID, k int) ([]byte, error) {
 	admitted, err := Admitted(obj, k)
 	if err != nil {
@@ -36,7 +37,7 @@ func CreateReview(obj client.Object, uid types.UID, k int) ([]byte, error) {
 			Namespace: obj.GetNamespace(), Name: obj.GetName(), Operation: admissionv1.Create,
 			UserInfo: authenticationv1.UserInfo{Username: "bench", UID: "5d0e8d6c-0000-4000-8000-000000000001", Groups: []string{"system:masters", "system:authenticated"}},
 			Object:   runtime.RawExtension{Raw: raw}, DryRun: &dryRun,
-			Options: runtime.RawExtension{Raw: []byte(`{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1","fieldManager":"` + ApplyManager + `","fieldValidation":"Strict"}`)},
+			Options: runtime.RawExtension{Raw: []byte(`{"kind":"CreateOptions","apiVersion":"meta.k8s.io/v1","fieldManager":"` + CreateManager + `","fieldValidation":"Strict"}`)},
 		},
 	})
 }
@@ -45,8 +46,8 @@ func resourceOf(kind string) string {
 	return map[string]string{"InferenceService": "inferenceservices", "Model": "models", "VirtualService": "virtualservices"}[kind]
 }
 
-// ApplyManager is the field manager of `kubectl apply`, which Admitted names.
-const ApplyManager = "kubectl-client-side-apply"
+// CreateManager is the field manager of `kubectl create`, which Admitted names.
+const CreateManager = "kubectl-create"
 
 // Admitted returns obj as kube-apiserver hands it to a validating webhook on CREATE: with the
 // uid, creation time and generation it assigns, and the managedFields entry its field manager
@@ -86,7 +87,7 @@ func Admitted(obj client.Object, k int) (client.Object, error) {
 	out.SetCreationTimestamp(created)
 	out.SetGeneration(1)
 	out.SetManagedFields([]metav1.ManagedFieldsEntry{{
-		Manager: ApplyManager, Operation: metav1.ManagedFieldsOperationUpdate,
+		Manager: CreateManager, Operation: metav1.ManagedFieldsOperationUpdate,
 		APIVersion: obj.GetObjectKind().GroupVersionKind().GroupVersion().String(), Time: &created,
 		FieldsType: "FieldsV1", FieldsV1: metav1.NewFieldsV1(string(set)),
 	}})

@@ -25,7 +25,7 @@ func TestCreateReview(t *testing.T) {
 	assert.Equal(t, admissionv1.Create, r.Operation)
 	assert.Equal(t, "virtualservices", r.Resource.Resource)
 	assert.Equal(t, r.Kind, *r.RequestKind)
-	assert.Contains(t, string(r.Options.Raw), `"fieldManager":"kubectl-client-side-apply"`)
+	assert.Contains(t, string(r.Options.Raw), `"fieldManager":"kubectl-create"`)
 
 	var obj struct {
 		Metadata metav1.ObjectMeta `json:"metadata"`
@@ -36,7 +36,7 @@ func TestCreateReview(t *testing.T) {
 	assert.Equal(t, int64(1), obj.Metadata.Generation)
 	mf := obj.Metadata.ManagedFields
 	require.Len(t, mf, 1)
-	assert.Equal(t, fleet.ApplyManager, mf[0].Manager)
+	assert.Equal(t, fleet.CreateManager, mf[0].Manager)
 	assert.Equal(t, "networking.istio.io/v1", mf[0].APIVersion)
 	var set map[string]any
 	require.NoError(t, json.Unmarshal(mf[0].FieldsV1.GetRawBytes(), &set))
