@@ -81,7 +81,8 @@ func checkUTF8(file string, data []byte) *Error {
 // metadata.managedFields and the status are checked as JSON (syntax and depth) and left out
 // of the object: the API server writes managedFields into every object it sends for
 // admission, often as the largest part of the metadata, an UPDATE carries the controller's
-// status, and no verdict reads either (Decode ignores status too, after parsing it).
+// status, and no verdict reads either (Decode ignores status too, after parsing it; only a
+// List's status is an error, and DecodeObject refuses Lists before looking).
 func DecodeObject(data []byte) (obj Object, err error) {
 	defer guard("", &err)
 	if len(data) > MaxDocumentSize {

@@ -28,9 +28,8 @@ type jsonParser struct {
 	pos  int // lines are counted up to pos
 	line int // line number at pos
 	// skipUnread reads the parts of an admission object that no verdict reads, the root's
-	// status and metadata.managedFields, for their JSON syntax and depth only (DecodeObject):
-	// managedFields are dropped, status becomes null. metaNext marks the next value parsed
-	// as the root's metadata.
+	// status and metadata.managedFields, for their JSON syntax and depth only, and drops them
+	// (DecodeObject). metaNext marks the next value parsed as the root's metadata.
 	skipUnread, metaNext bool
 	stack                []*yaml.Node // children of the collections being parsed
 }
@@ -86,7 +85,7 @@ func (p *jsonParser) value(depth int) (*yaml.Node, *Error) {
 	start := p.skipSpace()
 	line := p.lineAt(start)
 	if depth > MaxDepth {
-		return nil, &Error{Line: line, Msg: fmt.Sprintf("document nesting exceeds the maximum depth of %d", MaxDepth)}
+		return nil, &Error{Line: line, Msg: tooDeep}
 	}
 	meta := p.metaNext
 	p.metaNext = false
@@ -172,9 +171,6 @@ func (p *jsonParser) collection(n *yaml.Node, open jsontext.Kind, depth int, met
 				if err := p.skipValue(depth + 1); err != nil {
 					return nil, err
 				}
-				if key.Value == "status" {
-					p.stack = append(p.stack, key, &yaml.Node{Kind: yaml.ScalarNode, Tag: tagNull, Value: "null", Line: key.Line, Column: 1})
-				}
 				continue
 			}
 			p.stack = append(p.stack, key)
@@ -214,7 +210,7 @@ func (p *jsonParser) skipValue(depth int) *Error {
 				}
 			default: // a value or an object name, one level below its collection
 				if level+1 > MaxDepth {
-					return &Error{Line: p.lineAt(at), Msg: fmt.Sprintf("document nesting exceeds the maximum depth of %d", MaxDepth)}
+					return &Error{Line: p.lineAt(at), Msg: tooDeep}
 				}
 				if k == '{' || k == '[' {
 					level++

@@ -21,6 +21,9 @@ const (
 	MaxDepth = 100
 )
 
+// tooDeep is the error message for a document nested past MaxDepth, parsed or skipped.
+var tooDeep = fmt.Sprintf("document nesting exceeds the maximum depth of %d", MaxDepth)
+
 // YAML tags as resolved by go.yaml.in/yaml/v3 (short form).
 const (
 	tagNull      = "!!null"
@@ -59,7 +62,7 @@ func (w *walker) fail(n *yaml.Node, format string, args ...any) *Error {
 // and excessive nesting.
 func (w *walker) prepare(n *yaml.Node, depth int) *Error {
 	if depth > MaxDepth {
-		return w.fail(n, "document nesting exceeds the maximum depth of %d", MaxDepth)
+		return w.fail(n, "%s", tooDeep)
 	}
 	switch n.Kind {
 	case yaml.AliasNode:

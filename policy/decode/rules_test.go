@@ -416,7 +416,7 @@ func TestDecodeObjectManagedFields(t *testing.T) {
 	if _, _, err := Decode("f.json", []byte(isvc(`"name":"m",`+managed, `{}`))); err == nil || !strings.Contains(err.Error(), `unknown field "unknownToTheDecoder"`) {
 		t.Errorf("Decode: %v, want the unknown field in managedFields refused", err)
 	}
-	// So is the status, which an UPDATE carries: it becomes null.
+	// So is the status, which an UPDATE carries.
 	status := `{"conditions":[{"type":"Ready","status":"True"}],"url":"http://m","url":"dup"}`
 	o, err = DecodeObject([]byte(isvc(`"name":"m"`, `{"predictor":{}},"status":`+status)))
 	if err != nil {
