@@ -27,13 +27,13 @@ type request struct {
 	allowed bool
 }
 
-// corpus builds the request mix of the load runs over fleet.Mesh(namespaces): 70% are
-// admitted (the covered InferenceService, the covered Seldon Model, the VirtualService that
-// publishes the InferenceService), 30% denied (an InferenceService no policy selects, the
-// Seldon Model and its VirtualService where no policy covers the Seldon envoy). Every
-// expectation is checked against policy.Evaluate on the same objects, so a load run also
-// checks that the server answers as the engine does.
+// corpus builds the request mix of the load runs (fleet.Mix over fleet.Mesh(namespaces)):
+// 70% admitted, 30% denied. Every expectation is checked against policy.Evaluate on the same
+// objects, so a load run also checks that the server answers as the engine does.
 func corpus(namespaces, size int) ([]request, error) {
+	if namespaces < fleet.UncoveredSeldonEvery {
+		return nil, fmt.Errorf("the mesh needs at least %d namespaces for the denied Seldon cases", fleet.UncoveredSeldonEvery)
+	}
 	cfg := policy.DefaultConfig()
 	snap := policy.NewSnapshot(cfg)
 	for _, o := range fleet.Mesh(namespaces) {
@@ -41,38 +41,13 @@ func corpus(namespaces, size int) ([]request, error) {
 			return nil, err
 		}
 	}
-	uncovered := []int{}
-	for i := range namespaces {
-		if !fleet.SeldonCovered(i) {
-			uncovered = append(uncovered, i)
-		}
-	}
-	if len(uncovered) == 0 {
-		return nil, fmt.Errorf("the mesh needs at least %d namespaces for the denied Seldon cases", fleet.UncoveredSeldonEvery)
-	}
 	out := make([]request, 0, size)
 	for k := range size {
-		ns := fleet.Namespace(k * 7919 % namespaces) // spread over the namespaces
-		bad := fleet.Namespace(uncovered[k%len(uncovered)])
-		var obj client.Object
-		switch k % 10 {
-		case 0, 1, 2:
-			obj = fleet.InferenceService(ns, "model")
-		case 3, 4:
-			obj = fleet.SeldonModel(fleet.Namespace(coveredIndex(k, namespaces)), "seldon-model")
-		case 5, 6:
-			obj = fleet.ModelVirtualService(ns)
-		case 7:
-			obj = fleet.InferenceService(ns, "open")
-		case 8:
-			obj = fleet.SeldonModel(bad, "seldon-model")
-		case 9:
-			obj = fleet.SeldonVirtualService(bad, "seldon-model")
-		}
+		obj, admitted := fleet.Mix(k, namespaces)
 		want := policy.Evaluate(cfg, snap, obj, policy.Options{}).Allowed
-		if want != (k%10 < 7) {
+		if want != admitted {
 			return nil, fmt.Errorf("corpus: %s %s/%s should be %s by the engine", obj.GetObjectKind().GroupVersionKind().Kind,
-				obj.GetNamespace(), obj.GetName(), map[bool]string{true: "admitted", false: "denied"}[k%10 < 7])
+				obj.GetNamespace(), obj.GetName(), map[bool]string{true: "admitted", false: "denied"}[admitted])
 		}
 		body, uid, err := review(obj, k)
 		if err != nil {
@@ -81,14 +56,6 @@ func corpus(namespaces, size int) ([]request, error) {
 		out = append(out, request{uid: uid, body: body, allowed: want})
 	}
 	return out, nil
-}
-
-func coveredIndex(k, namespaces int) int {
-	i := k * 7919 % namespaces
-	for !fleet.SeldonCovered(i) {
-		i = (i + 1) % namespaces
-	}
-	return i
 }
 
 // review is the AdmissionReview of request k: a CREATE of obj as kube-apiserver sends it.

@@ -37,3 +37,25 @@ func TestMeshRange(t *testing.T) {
 	pieces := append(fleet.MeshRange(0, 10), fleet.MeshRange(10, 25)...)
 	require.Equal(t, whole, pieces)
 }
+
+// Mix admits MixAdmitted in ten, each as the engine judges it, and spreads over the mesh.
+func TestMixVerdicts(t *testing.T) {
+	cfg := policy.DefaultConfig()
+	snap := policy.NewSnapshot(cfg)
+	const n = 30
+	for _, o := range fleet.Mesh(n) {
+		require.NoError(t, snap.Upsert(o))
+	}
+	admitted, namespaces := 0, map[string]bool{}
+	for k := range 100 {
+		obj, want := fleet.Mix(k, n)
+		v := policy.Evaluate(cfg, snap, obj, policy.Options{})
+		require.Equal(t, want, v.Allowed, "mix %d (%s %s/%s): %v", k, obj.GetObjectKind().GroupVersionKind().Kind, obj.GetNamespace(), obj.GetName(), v.Codes())
+		if want {
+			admitted++
+		}
+		namespaces[obj.GetNamespace()] = true
+	}
+	require.Equal(t, 10*fleet.MixAdmitted, admitted)
+	require.Greater(t, len(namespaces), n/2, "the mix should spread over the mesh")
+}
