@@ -30,6 +30,7 @@ type pair struct {
 	x      *exposure
 	g, m   *Workload
 	hg, hm *hopPolicies
+	from   []peer // the peers, worked out on first use: each attacker's classes need them
 }
 
 func (ev *evaluation) judgePair(x *exposure, g, m *Workload) {
@@ -97,7 +98,7 @@ func (ev *evaluation) judgeVariants(h *hopPolicies, classes []*reqClass, attack 
 // the engine cannot tell whether that RequestAuthentication applies.
 func principalVariants(h *hopPolicies, issuer string, tokenPresent bool) []strSet {
 	if issuer == "" || !tokenPresent {
-		return []strSet{absent}
+		return noPrincipal
 	}
 	if h.unplaced {
 		return []strSet{prefixed(issuer + "/"), absent} // its RequestAuthentications are unknown
@@ -108,8 +109,11 @@ func principalVariants(h *hopPolicies, issuer string, tokenPresent bool) []strSe
 	case applyMaybe:
 		return []strSet{prefixed(issuer + "/"), absent}
 	}
-	return []strSet{absent}
+	return noPrincipal
 }
+
+// noPrincipal is the one variant of a request without a validated token (read-only).
+var noPrincipal = []strSet{absent}
 
 // gatewayClasses: at the gateway the caller is outside the mesh (plaintext, no peer identity)
 // and chooses every header the route does not fix.
@@ -171,24 +175,37 @@ var plaintextPeer = peer{absent, absent, absent}
 // peers are the identities a request may carry into the model: the gateway's over mTLS; and
 // none (plaintext) when the model accepts plaintext or the exposure bypasses the gateway.
 func (ev *evaluation) peers(p *pair) []peer {
+	if p.from == nil {
+		p.from = ev.peersOf(p)
+	}
+	return p.from
+}
+
+func (ev *evaluation) peersOf(p *pair) []peer {
 	if p.g == nil {
-		return []peer{plaintextPeer}
+		return plaintextOnly
 	}
-	gw := peer{ns: exactly(p.g.Namespace), principal: suffixed("/ns/" + p.g.Namespace + "/sa/"), sa: prefixed(p.g.Namespace + "/")}
-	switch {
-	case p.g.Namespace == "":
-		// The gateway's pods are not in the mesh state: any namespace, any identity.
-		gw = peer{ns: suffixed(""), principal: suffixed(""), sa: suffixed("")}
-	case p.g.Exact && p.g.ServiceAccount != "":
-		gw.principal = suffixed("/ns/" + p.g.Namespace + "/sa/" + p.g.ServiceAccount)
-		gw.sa = exactly(p.g.Namespace + "/" + p.g.ServiceAccount)
-	default:
-		gw.principal = suffixed("")
-	}
+	gw := gatewayPeer(p.g)
 	if ev.strictFor(p.x.target, p.m) {
 		return []peer{gw}
 	}
 	return []peer{gw, plaintextPeer}
+}
+
+// plaintextOnly is the peers of a direct exposure (read-only).
+var plaintextOnly = []peer{plaintextPeer}
+
+// gatewayPeer is the identity gateway g's requests carry over mTLS.
+func gatewayPeer(g *Workload) peer {
+	switch {
+	case g.Namespace == "":
+		// The gateway's pods are not in the mesh state: any namespace, any identity.
+		return peer{ns: suffixed(""), principal: suffixed(""), sa: suffixed("")}
+	case g.Exact && g.ServiceAccount != "":
+		return peer{ns: exactly(g.Namespace), principal: suffixed("/ns/" + g.Namespace + "/sa/" + g.ServiceAccount),
+			sa: exactly(g.Namespace + "/" + g.ServiceAccount)}
+	}
+	return peer{ns: exactly(g.Namespace), principal: suffixed(""), sa: prefixed(g.Namespace + "/")}
 }
 
 func baseClass(r *route, principal strSet, issuer string) *reqClass {

@@ -122,6 +122,14 @@ type evaluation struct {
 	extraDR  []*networkingv1.DestinationRule
 	// reached: namespaces of the models the VirtualService under review routes to
 	reached map[string]bool
+	// isvcTargets: the target of each InferenceService component met so far (a model is
+	// usually reached by its own publication and by VirtualServices)
+	isvcTargets map[isvcComponent]*target
+}
+
+type isvcComponent struct {
+	isvc      *unstructured.Unstructured
+	component string
 }
 
 // applyChange sets up the what-if overlay of opts.Change.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	networkingapi "istio.io/api/networking/v1alpha3"
@@ -75,7 +76,7 @@ func (ev *evaluation) vsRoutes(vs *networkingv1.VirtualService) []*route {
 func (ev *evaluation) rootRoutes(root, onlyChild *networkingv1.VirtualService) []*route {
 	var out []*route
 	for i, hr := range root.Spec.GetHttp() {
-		via := fmt.Sprintf("VirtualService %s/%s http[%d]", root.Namespace, root.Name, i)
+		via := "VirtualService " + root.Namespace + "/" + root.Name + " http[" + strconv.Itoa(i) + "]"
 		if hr.GetName() != "" {
 			via += " (" + hr.GetName() + ")"
 		}
@@ -380,6 +381,19 @@ func (ev *evaluation) isvcTargetFor(isvc InferenceService, component string) *ta
 			component = "transformer"
 		}
 	}
+	key := isvcComponent{isvc.U, component}
+	if t, ok := ev.isvcTargets[key]; ok {
+		return t
+	}
+	if ev.isvcTargets == nil {
+		ev.isvcTargets = map[isvcComponent]*target{}
+	}
+	t := ev.newISVCTarget(isvc, component)
+	ev.isvcTargets[key] = t
+	return t
+}
+
+func (ev *evaluation) newISVCTarget(isvc InferenceService, component string) *target {
 	t := &target{ref: objectRef("InferenceService", isvc.Namespace(), isvc.Name()), namespace: isvc.Namespace(), owner: isvc}
 	for _, n := range isvc.ServiceNames() {
 		t.hosts = append(t.hosts, n+"."+isvc.Namespace()+".svc."+ev.cfg.ClusterDomain)
