@@ -36,15 +36,18 @@ type loadLevel struct {
 }
 
 type loadReport struct {
-	Protocol   string       `json:"protocol"`
-	Objects    string       `json:"objects"`
-	SyncS      float64      `json:"sync_s"`
-	RSSSynced  float64      `json:"rss_after_sync_mib"`
-	Levels     []loadLevel  `json:"levels"`
-	FixedRate  fixedReport  `json:"fixed_rate"`
-	NoopFloor  *floorReport `json:"noop_floor,omitempty"`
-	Soak       soakReport   `json:"soak"`
-	ProfileDir string       `json:"profile_dir,omitempty"`
+	Protocol  string       `json:"protocol"`
+	Objects   string       `json:"objects"`
+	SyncS     float64      `json:"sync_s"`
+	RSSSynced float64      `json:"rss_after_sync_mib"`
+	Levels    []loadLevel  `json:"levels"`
+	FixedRate fixedReport  `json:"fixed_rate"`
+	NoopFloor *floorReport `json:"noop_floor,omitempty"`
+	// PlumbingFloor is the no-op answered through controller-runtime's webhook server and
+	// admission.Webhook, which modelguard serve builds on (concurrency 32 only).
+	PlumbingFloor *floorReport `json:"plumbing_floor,omitempty"`
+	Soak          soakReport   `json:"soak"`
+	ProfileDir    string       `json:"profile_dir,omitempty"`
 }
 
 type fixedReport struct {
@@ -65,14 +68,17 @@ type fixedReport struct {
 	Cores coreUse `json:"cores"`
 }
 
-// floorReport is the load section's floor: the no-op webhook under the same load.
+// floorReport is a floor of the load section: a no-op webhook under the same load.
 type floorReport struct {
 	C32PerS   float64 `json:"c32_requests_per_s"`
 	C32Errors int     `json:"c32_errors"`
+	// C32CPUPer1000 is the floor server's CPU seconds per 1,000 admissions at concurrency 32,
+	// beside modelguard's CPUsPer1000: what a no-op costs the server before any work.
+	C32CPUPer1000 float64 `json:"c32_server_cpu_s_per_1000"`
 	// C32Share is modelguard's rate at concurrency 32 over the floor's in the same run (the
 	// median over the runs): a figure the machine's speed of the day affects less.
-	C32Share float64     `json:"c32_share_of_floor"`
-	Fixed    fixedReport `json:"fixed_rate"`
+	C32Share float64      `json:"c32_share_of_floor"`
+	Fixed    *fixedReport `json:"fixed_rate,omitempty"`
 }
 
 type soakReport struct {
@@ -145,21 +151,28 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 		}
 	}
 	hc := clients[protocolName(o.http2)]
-	floor, err := startFloor(ctx, c.env.WebhookInstallOptions.LocalServingCertDir, hc, reqs)
+	certDir := c.env.WebhookInstallOptions.LocalServingCertDir
+	noop, err := startFloor(ctx, certDir, hc, reqs, false)
 	if err != nil {
 		return nil, err
 	}
-	defer floor.stop()
-	floorPerS := measureLevels(ctx, s, clients, url, reqs, levels, floor, hc, o)
+	defer noop.stop()
+	plumbing, err := startFloor(ctx, certDir, hc, reqs, true)
+	if err != nil {
+		return nil, err
+	}
+	defer plumbing.stop()
+	floorPerS := measureLevels(ctx, s, clients, url, reqs, levels, []*floor{noop, plumbing}, hc, o)
 	for _, l := range levels {
 		rep.Levels = append(rep.Levels, l.finish())
 	}
 	rate := fixedRateTarget
 	stopClientProfile := profileClient(o.profileDir)
-	fixed := fixedRuns(ctx, []loadTarget{s.target(url, reqs), floor.target}, hc, rate, o)
+	fixed := fixedRuns(ctx, []loadTarget{s.target(url, reqs), noop.target}, hc, rate, o)
 	stopClientProfile()
 	rep.FixedRate = fixed[0]
-	rep.NoopFloor = floor.report(floorPerS, rep.Levels, rep.Protocol, fixed[1])
+	rep.NoopFloor = noop.report(floorPerS[0], rep.Levels, rep.Protocol, &fixed[1])
+	rep.PlumbingFloor = plumbing.report(floorPerS[1], rep.Levels, rep.Protocol, nil)
 	if o.profileDir != "" {
 		if err := profile(ctx, s, hc, url, reqs, rate, o); err != nil {
 			return nil, err
@@ -171,10 +184,10 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 }
 
 // measureLevels runs every concurrency level once per run, the levels interleaved so that
-// machine drift spreads over all of them, and the floor at concurrency 32 after each run's
-// levels. It returns the floor's rate in each run.
-func measureLevels(ctx context.Context, s *server, clients map[string]*http.Client, url string, reqs []request, levels []*loadLevel, floor *floor, hc *http.Client, o options) []float64 {
-	var floorPerS []float64
+// machine drift spreads over all of them, and each floor at concurrency 32 after each run's
+// levels. It returns each floor's rate in each run.
+func measureLevels(ctx context.Context, s *server, clients map[string]*http.Client, url string, reqs []request, levels []*loadLevel, floors []*floor, hc *http.Client, o options) [][]float64 {
+	floorPerS := make([][]float64, len(floors))
 	for run := range o.runs {
 		for _, l := range levels {
 			cpu0, _ := s.cpu()
@@ -185,10 +198,18 @@ func measureLevels(ctx context.Context, s *server, clients map[string]*http.Clie
 			progress("load: run %d %s c=%d: %.0f req/s p99 %.2f ms errors %d", run+1, l.Protocol, l.Concurrency,
 				float64(out.Requests)/out.Elapsed.Seconds(), ms(summarise(out.Lat).P99), out.Errors)
 		}
-		out := closedLoop(ctx, hc, floor.target.url, floor.target.reqs, 32, o.duration)
-		floorPerS = append(floorPerS, float64(out.Requests)/out.Elapsed.Seconds())
-		floor.errors += out.Errors
-		progress("load: run %d no-op webhook c=32: %.0f req/s errors %d", run+1, floorPerS[len(floorPerS)-1], out.Errors)
+		for i, f := range floors {
+			cpu0, _ := f.target.cpu()
+			out := closedLoop(ctx, hc, f.target.url, f.target.reqs, 32, o.duration)
+			cpu1, _ := f.target.cpu()
+			perS := float64(out.Requests) / out.Elapsed.Seconds()
+			floorPerS[i] = append(floorPerS[i], perS)
+			if out.Requests > 0 {
+				f.cpuPer1000 = append(f.cpuPer1000, (cpu1-cpu0).Seconds()/float64(out.Requests)*1000)
+			}
+			f.errors += out.Errors
+			progress("load: run %d %s c=32: %.0f req/s errors %d", run+1, f.target.name, perS, out.Errors)
+		}
 	}
 	return floorPerS
 }
@@ -293,13 +314,14 @@ func (a *fixedAcc) finish(rate float64) fixedReport {
 // is the floor of the load section on this machine: what the load generator, TLS, HTTP and
 // the machine's other tenants cost before a webhook does any work.
 type floor struct {
-	proc   *noopProcess
-	target loadTarget
-	errors int
+	proc       *noopProcess
+	target     loadTarget
+	errors     int
+	cpuPer1000 []float64
 }
 
-func startFloor(ctx context.Context, certDir string, hc *http.Client, reqs []request) (*floor, error) {
-	n, err := startNoopProcess(certDir)
+func startFloor(ctx context.Context, certDir string, hc *http.Client, reqs []request, plumbing bool) (*floor, error) {
+	n, err := startNoopProcess(certDir, plumbing)
 	if err != nil {
 		return nil, err
 	}
@@ -308,7 +330,11 @@ func startFloor(ctx context.Context, certDir string, hc *http.Client, reqs []req
 		r.allowed = true // the no-op webhook allows everything
 		allowed[i] = r
 	}
-	f := &floor{proc: n, target: loadTarget{name: "no-op webhook", url: n.url, reqs: allowed, cpu: n.cpu}}
+	name := "no-op webhook"
+	if plumbing {
+		name = "no-op on controller-runtime"
+	}
+	f := &floor{proc: n, target: loadTarget{name: name, url: n.url, reqs: allowed, cpu: n.cpu}}
 	closedLoop(ctx, hc, f.target.url, allowed, 32, 2*time.Second) // warm-up
 	return f, nil
 }
@@ -316,8 +342,8 @@ func startFloor(ctx context.Context, certDir string, hc *http.Client, reqs []req
 func (f *floor) stop() { f.proc.stop() }
 
 // report sets the floor's rates beside modelguard's concurrency-32 level of the same runs.
-func (f *floor) report(perS []float64, levels []loadLevel, protocol string, fixed fixedReport) *floorReport {
-	rep := &floorReport{C32PerS: median(perS), C32Errors: f.errors, Fixed: fixed}
+func (f *floor) report(perS []float64, levels []loadLevel, protocol string, fixed *fixedReport) *floorReport {
+	rep := &floorReport{C32PerS: median(perS), C32Errors: f.errors, C32CPUPer1000: median(f.cpuPer1000), Fixed: fixed}
 	for _, l := range levels {
 		if l.Concurrency == 32 && l.Protocol == protocol && len(l.runsPerS) == len(perS) {
 			ratios := make([]float64, len(perS))

@@ -18,9 +18,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
 	admissionv1 "k8s.io/api/admission/v1"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 // noopWebhook is the floor of the overhead section: the cheapest webhook a validating
@@ -59,15 +63,68 @@ func (n *noopWebhook) stop() { _ = n.srv.Shutdown(context.Background()) }
 // no-op webhook alone (serveNoopProcess) instead of benchmarking.
 const noopProcessEnv = "MODELGUARD_BENCH_NOOP_CERTS"
 
+// noopPlumbingEnv, set (to anything) beside noopProcessEnv, makes the no-op webhook answer
+// through controller-runtime's webhook server and admission.Webhook, the plumbing modelguard
+// serve builds on: the AdmissionReview decoded by its codecs, the answer encoded, its metrics.
+const noopPlumbingEnv = "MODELGUARD_BENCH_NOOP_PLUMBING"
+
 // serveNoopProcess serves the no-op webhook until killed, after writing its URL as the first
 // line of stdout.
 func serveNoopProcess(certDir string) error {
+	if os.Getenv(noopPlumbingEnv) != "" {
+		return serveNoopPlumbing(certDir)
+	}
 	n, err := startNoopWebhook(certDir)
 	if err != nil {
 		return err
 	}
 	fmt.Println(n.url)
 	select {}
+}
+
+// serveNoopPlumbing is the no-op webhook on controller-runtime's webhook server, set up as
+// modelguard serve sets it up (HTTP/1.1 only), with a handler that allows everything but the
+// probe namespace.
+func serveNoopPlumbing(certDir string) error {
+	ctrllog.SetLogger(logr.Discard())
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	srv := ctrlwebhook.NewServer(ctrlwebhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir,
+		TLSOpts: []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}})
+	srv.Register("/validate", &admission.Webhook{Handler: admission.HandlerFunc(func(_ context.Context, req admission.Request) admission.Response {
+		if req.Namespace == probeNamespace {
+			return admission.Denied("probe")
+		}
+		return admission.Allowed("")
+	})})
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Start(context.Background()) }()
+	started := srv.StartedChecker()
+	for deadline := time.Now().Add(30 * time.Second); started(nil) != nil; {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("controller-runtime no-op webhook: %w", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return errors.New("controller-runtime no-op webhook: not serving after 30 s")
+		}
+	}
+	fmt.Printf("https://127.0.0.1:%d/validate\n", port)
+	return <-errc
+}
+
+// freePort is a TCP port on the loopback that nothing listens on (controller-runtime's server
+// wants a port, not a listener).
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // noopProcess is the no-op webhook in a process of its own (the load section's floor), as
@@ -78,13 +135,18 @@ type noopProcess struct {
 	pid string
 }
 
-func startNoopProcess(certDir string) (*noopProcess, error) {
+// startNoopProcess starts the no-op webhook process, on controller-runtime's plumbing when
+// plumbing is set.
+func startNoopProcess(certDir string, plumbing bool) (*noopProcess, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self)
 	cmd.Env = append(os.Environ(), noopProcessEnv+"="+certDir)
+	if plumbing {
+		cmd.Env = append(cmd.Env, noopPlumbingEnv+"=1")
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
