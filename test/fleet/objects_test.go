@@ -13,12 +13,8 @@ import (
 // in every namespace, the Seldon Model wherever fleet.SeldonCovered says so and only there,
 // and a model no policy selects is denied.
 func TestMeshVerdicts(t *testing.T) {
-	cfg := policy.DefaultConfig()
-	snap := policy.NewSnapshot(cfg)
 	const n = 20
-	for _, o := range fleet.Mesh(n) {
-		require.NoError(t, snap.Upsert(o))
-	}
+	cfg, snap := meshSnapshot(t, n)
 	for i := range n {
 		ns := fleet.Namespace(i)
 		v := policy.Evaluate(cfg, snap, fleet.InferenceService(ns, "model"), policy.Options{})
@@ -40,12 +36,8 @@ func TestMeshRange(t *testing.T) {
 
 // Mix admits MixAdmitted in ten, each as the engine judges it, and spreads over the mesh.
 func TestMixVerdicts(t *testing.T) {
-	cfg := policy.DefaultConfig()
-	snap := policy.NewSnapshot(cfg)
 	const n = 30
-	for _, o := range fleet.Mesh(n) {
-		require.NoError(t, snap.Upsert(o))
-	}
+	cfg, snap := meshSnapshot(t, n)
 	admitted, namespaces := 0, map[string]bool{}
 	for k := range 100 {
 		obj, want := fleet.Mix(k, n)
@@ -58,4 +50,15 @@ func TestMixVerdicts(t *testing.T) {
 	}
 	require.Equal(t, 10*fleet.MixAdmitted, admitted)
 	require.Greater(t, len(namespaces), n/2, "the mix should spread over the mesh")
+}
+
+// meshSnapshot is the engine's snapshot of fleet.Mesh(n) under the default configuration.
+func meshSnapshot(t *testing.T, n int) (*policy.GuardConfig, *policy.Snapshot) {
+	t.Helper()
+	cfg := policy.DefaultConfig()
+	snap := policy.NewSnapshot(cfg)
+	for _, o := range fleet.Mesh(n) {
+		require.NoError(t, snap.Upsert(o))
+	}
+	return cfg, snap
 }
