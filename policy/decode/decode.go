@@ -95,6 +95,11 @@ func DecodeObject(data []byte) (obj Object, err error) {
 	d.w.generateName = true
 	p := newJSONParser(data)
 	p.skipUnread = true
+	p.arena = arenas.Get().(*nodeArena)
+	defer func() {
+		p.arena.reset()
+		arenas.Put(p.arena)
+	}()
 	root, e := p.document()
 	if e == nil && p.skipSpace() < len(p.data) {
 		e = &Error{Line: p.lineAt(p.skipSpace()), Msg: "unexpected data after the JSON object"}

@@ -32,6 +32,15 @@ type jsonParser struct {
 	// (DecodeObject). metaNext marks the next value parsed as the root's metadata.
 	skipUnread, metaNext bool
 	stack                []*yaml.Node // children of the collections being parsed
+	arena                *nodeArena   // lends the tree's memory (DecodeObject); nil: the heap
+}
+
+// newNode returns a zeroed node from the arena or the heap.
+func (p *jsonParser) newNode() *yaml.Node {
+	if p.arena != nil {
+		return p.arena.node()
+	}
+	return new(yaml.Node)
 }
 
 func newJSONParser(data []byte) *jsonParser {
@@ -96,7 +105,8 @@ func (p *jsonParser) value(depth int) (*yaml.Node, *Error) {
 	if err != nil {
 		return nil, p.syntaxError(err, start)
 	}
-	n := &yaml.Node{Kind: yaml.ScalarNode, Line: line, Column: 1}
+	n := p.newNode()
+	n.Kind, n.Line, n.Column = yaml.ScalarNode, line, 1
 	switch k := tok.Kind(); k {
 	case '{', '[':
 		return p.collection(n, k, depth, meta)
@@ -119,7 +129,8 @@ func (p *jsonParser) scalar(k jsontext.Kind, line, start int) (*yaml.Node, *Erro
 	if err != nil {
 		return nil, p.syntaxError(err, start)
 	}
-	n := &yaml.Node{Kind: yaml.ScalarNode, Line: line, Column: 1}
+	n := p.newNode()
+	n.Kind, n.Line, n.Column = yaml.ScalarNode, line, 1
 	if k == '0' {
 		s := string(raw) // a number's text as written
 		n.Tag, n.Value = numberTag(s), s
@@ -186,7 +197,11 @@ func (p *jsonParser) collection(n *yaml.Node, open jsontext.Kind, depth int, met
 	if _, err := p.dec.ReadToken(); err != nil {
 		return nil, p.syntaxError(err, end)
 	}
-	if len(p.stack) > base {
+	switch {
+	case len(p.stack) == base:
+	case p.arena != nil:
+		n.Content = p.arena.clone(p.stack[base:])
+	default:
 		n.Content = slices.Clone(p.stack[base:])
 	}
 	return n, nil
