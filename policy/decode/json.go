@@ -35,12 +35,17 @@ type jsonParser struct {
 	arena                *nodeArena   // lends the tree's memory (DecodeObject); nil: the heap
 }
 
-// newNode returns a zeroed node from the arena or the heap.
-func (p *jsonParser) newNode() *yaml.Node {
+// newNode returns a scalar node at line, from the arena or the heap; a collection turns it
+// into one.
+func (p *jsonParser) newNode(line int) *yaml.Node {
+	var n *yaml.Node
 	if p.arena != nil {
-		return p.arena.node()
+		n = p.arena.node()
+	} else {
+		n = new(yaml.Node)
 	}
-	return new(yaml.Node)
+	n.Kind, n.Line, n.Column = yaml.ScalarNode, line, 1
+	return n
 }
 
 func newJSONParser(data []byte) *jsonParser {
@@ -105,8 +110,7 @@ func (p *jsonParser) value(depth int) (*yaml.Node, *Error) {
 	if err != nil {
 		return nil, p.syntaxError(err, start)
 	}
-	n := p.newNode()
-	n.Kind, n.Line, n.Column = yaml.ScalarNode, line, 1
+	n := p.newNode(line)
 	switch k := tok.Kind(); k {
 	case '{', '[':
 		return p.collection(n, k, depth, meta)
@@ -129,8 +133,7 @@ func (p *jsonParser) scalar(k jsontext.Kind, line, start int) (*yaml.Node, *Erro
 	if err != nil {
 		return nil, p.syntaxError(err, start)
 	}
-	n := p.newNode()
-	n.Kind, n.Line, n.Column = yaml.ScalarNode, line, 1
+	n := p.newNode(line)
 	if k == '0' {
 		s := string(raw) // a number's text as written
 		n.Tag, n.Value = numberTag(s), s
