@@ -196,19 +196,16 @@ func measureLevels(ctx context.Context, s *server, clients map[string]*http.Clie
 			rss, _ := s.rss()
 			l.add(out, cpu1-cpu0, rss)
 			progress("load: run %d %s c=%d: %.0f req/s p99 %.2f ms errors %d", run+1, l.Protocol, l.Concurrency,
-				float64(out.Requests)/out.Elapsed.Seconds(), ms(summarise(out.Lat).P99), out.Errors)
+				out.perS(), ms(summarise(out.Lat).P99), out.Errors)
 		}
 		for i, f := range floors {
 			cpu0, _ := f.target.cpu()
 			out := closedLoop(ctx, hc, f.target.url, f.target.reqs, 32, o.duration)
 			cpu1, _ := f.target.cpu()
-			perS := float64(out.Requests) / out.Elapsed.Seconds()
-			floorPerS[i] = append(floorPerS[i], perS)
-			if out.Requests > 0 {
-				f.cpuPer1000 = append(f.cpuPer1000, (cpu1-cpu0).Seconds()/float64(out.Requests)*1000)
-			}
+			floorPerS[i] = append(floorPerS[i], out.perS())
+			f.cpuPer1000 = out.appendCPUPer1000(f.cpuPer1000, cpu1-cpu0)
 			f.errors += out.Errors
-			progress("load: run %d %s c=32: %.0f req/s errors %d", run+1, f.target.name, perS, out.Errors)
+			progress("load: run %d %s c=32: %.0f req/s errors %d", run+1, f.target.name, out.perS(), out.Errors)
 		}
 	}
 	return floorPerS
@@ -216,17 +213,27 @@ func measureLevels(ctx context.Context, s *server, clients map[string]*http.Clie
 
 func (l *loadLevel) add(out outcome, cpu time.Duration, rss int64) {
 	lat := summarise(out.Lat)
-	l.runsPerS = append(l.runsPerS, float64(out.Requests)/out.Elapsed.Seconds())
+	l.runsPerS = append(l.runsPerS, out.perS())
 	l.p50, l.p90, l.p99, l.maxes = append(l.p50, lat.P50), append(l.p90, lat.P90), append(l.p99, lat.P99), append(l.maxes, lat.Max)
-	if out.Requests > 0 {
-		l.cpu = append(l.cpu, cpu.Seconds()/float64(out.Requests)*1000)
-	}
+	l.cpu = out.appendCPUPer1000(l.cpu, cpu)
 	l.rss = append(l.rss, mib(rss))
 	l.Requests += out.Requests
 	l.Errors += out.Errors
 	if l.FirstError == "" {
 		l.FirstError = out.FirstErr
 	}
+}
+
+// perS is the run's rate of requests per second.
+func (o outcome) perS() float64 { return float64(o.Requests) / o.Elapsed.Seconds() }
+
+// appendCPUPer1000 appends the server CPU seconds per 1,000 of the run's requests, when it
+// made any.
+func (o outcome) appendCPUPer1000(to []float64, cpu time.Duration) []float64 {
+	if o.Requests == 0 {
+		return to
+	}
+	return append(to, cpu.Seconds()/float64(o.Requests)*1000)
 }
 
 func (l *loadLevel) finish() loadLevel {
