@@ -491,12 +491,12 @@ func (ev *evaluation) policiesAt(w *Workload) *hopPolicies {
 	})
 	// Planned policies and the new version of a what-if change.
 	for _, p := range ev.extraAP {
-		if a := applies(authzSelector(p), p.Namespace, ev.cfg.MeshRootNamespace, w); a != applyNo {
+		if a := authzSelector(p).applies(p.Namespace, ev.cfg.MeshRootNamespace, w); a != applyNo {
 			h.addAP(p, a)
 		}
 	}
 	for _, p := range ev.extraRA {
-		if a := applies(raSelector(p), p.Namespace, ev.cfg.MeshRootNamespace, w); a != applyNo {
+		if a := raSelector(p).applies(p.Namespace, ev.cfg.MeshRootNamespace, w); a != applyNo {
 			h.ras = append(h.ras, appliedRA{p: p, a: a})
 		}
 	}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 
 	typev1beta1 "istio.io/api/type/v1beta1"
@@ -10,20 +11,20 @@ import (
 // binding is how a policy chooses its workloads: a label selector, or Gateway API target refs
 // (which take precedence over the selector, as in Istio).
 type binding struct {
-	selector   map[string]string
+	selector   labelSelector
 	targetRefs []*typev1beta1.PolicyTargetReference
 }
 
 func authzSelector(p *securityv1.AuthorizationPolicy) binding {
-	return binding{p.Spec.GetSelector().GetMatchLabels(), targetRefs(p.Spec.GetTargetRef(), p.Spec.GetTargetRefs())}
+	return binding{compileSelector(p.Spec.GetSelector().GetMatchLabels()), targetRefs(p.Spec.GetTargetRef(), p.Spec.GetTargetRefs())}
 }
 
 func raSelector(p *securityv1.RequestAuthentication) binding {
-	return binding{p.Spec.GetSelector().GetMatchLabels(), targetRefs(p.Spec.GetTargetRef(), p.Spec.GetTargetRefs())}
+	return binding{compileSelector(p.Spec.GetSelector().GetMatchLabels()), targetRefs(p.Spec.GetTargetRef(), p.Spec.GetTargetRefs())}
 }
 
 func paSelector(p *securityv1.PeerAuthentication) binding {
-	return binding{selector: p.Spec.GetSelector().GetMatchLabels()}
+	return binding{selector: compileSelector(p.Spec.GetSelector().GetMatchLabels())}
 }
 
 func targetRefs(one *typev1beta1.PolicyTargetReference, many []*typev1beta1.PolicyTargetReference) []*typev1beta1.PolicyTargetReference {
@@ -31,6 +32,36 @@ func targetRefs(one *typev1beta1.PolicyTargetReference, many []*typev1beta1.Poli
 		return append([]*typev1beta1.PolicyTargetReference{one}, many...)
 	}
 	return many
+}
+
+// labelSelector is a matchLabels map as a list sorted by key: judging a workload walks a
+// slice instead of iterating a map, which dominated the policy lookup's cost.
+type labelSelector []labelPair
+
+type labelPair struct{ key, value string }
+
+func compileSelector(m map[string]string) labelSelector {
+	if len(m) == 0 {
+		return nil
+	}
+	sel := make(labelSelector, 0, len(m))
+	for k, v := range m {
+		sel = append(sel, labelPair{k, v})
+	}
+	slices.SortFunc(sel, func(a, b labelPair) int { return strings.Compare(a.key, b.key) })
+	return sel
+}
+
+// selectorMatches judges a selector kept as a map (a Service's, a PeerAuthentication's):
+// those are few per namespace, so they are compiled when judged.
+func selectorMatches(m map[string]string, w *Workload) applicability {
+	return compileSelector(m).matches(w)
+}
+
+// indexed is a policy filed with its binding, worked out once when the policy is stored.
+type indexed[T any] struct {
+	p T
+	b binding
 }
 
 // policyIndex holds one kind of Istio security policy, indexed for the question "which
@@ -44,13 +75,13 @@ type policyIndex[T interface {
 }] struct {
 	root        string
 	bind        func(T) binding
-	byKey       map[string]T
-	byNS        map[string][]T // every namespace but the root
-	rootGlobal  []T            // root namespace, no selector (or target refs): checked for every workload
-	rootSel     []T            // root namespace with a selector
-	rootByLabel map[string][]T // "k=v" -> root selector policies holding that pair
-	byTarget    map[string][]T // "ns/name" of a Gateway API Gateway -> policies targeting it
-	byTargetNS  map[string][]T // namespace -> policies targeting a Gateway there
+	byKey       map[string]indexed[T]
+	byNS        map[string][]indexed[T] // every namespace but the root
+	rootGlobal  []indexed[T]            // root namespace, no selector (or target refs): checked for every workload
+	rootSel     []indexed[T]            // root namespace with a selector
+	rootByLabel map[string][]indexed[T] // "k=v" -> root selector policies holding that pair
+	byTarget    map[string][]indexed[T] // "ns/name" of a Gateway API Gateway -> policies targeting it
+	byTargetNS  map[string][]indexed[T] // namespace -> policies targeting a Gateway there
 }
 
 func newPolicyIndex[T interface {
@@ -58,8 +89,8 @@ func newPolicyIndex[T interface {
 	GetNamespace() string
 	GetName() string
 }](root string, bind func(T) binding) *policyIndex[T] {
-	return &policyIndex[T]{root: root, bind: bind, byKey: map[string]T{}, byNS: map[string][]T{}, rootByLabel: map[string][]T{},
-		byTarget: map[string][]T{}, byTargetNS: map[string][]T{}}
+	return &policyIndex[T]{root: root, bind: bind, byKey: map[string]indexed[T]{}, byNS: map[string][]indexed[T]{},
+		rootByLabel: map[string][]indexed[T]{}, byTarget: map[string][]indexed[T]{}, byTargetNS: map[string][]indexed[T]{}}
 }
 
 func (ix *policyIndex[T]) put(ns, name string, p T, del bool) {
@@ -71,83 +102,123 @@ func (ix *policyIndex[T]) put(ns, name string, p T, del bool) {
 	if del {
 		return
 	}
-	ix.byKey[key] = p
-	b := ix.bind(p)
+	e := indexed[T]{p: p, b: ix.bind(p)}
+	ix.byKey[key] = e
 	switch {
-	case len(b.targetRefs) > 0:
+	case len(e.b.targetRefs) > 0:
 		// Target refs replace the selector; only Gateway API Gateways can bind the pods the
 		// engine models, so other refs are not indexed at all (they never apply here).
-		for _, key := range gatewayTargets(b.targetRefs, ns) {
+		for _, key := range gatewayTargets(e.b.targetRefs, ns) {
 			tns, _, _ := strings.Cut(key, "/")
-			ix.byTarget[key] = append(ix.byTarget[key], p)
-			ix.byTargetNS[tns] = append(ix.byTargetNS[tns], p)
+			ix.byTarget[key] = append(ix.byTarget[key], e)
+			ix.byTargetNS[tns] = append(ix.byTargetNS[tns], e)
 		}
 	case ns != ix.root:
-		ix.byNS[ns] = append(ix.byNS[ns], p)
-	case len(b.selector) == 0:
-		ix.rootGlobal = append(ix.rootGlobal, p)
+		ix.byNS[ns] = append(ix.byNS[ns], e)
+	case len(e.b.selector) == 0:
+		ix.rootGlobal = append(ix.rootGlobal, e)
 	default:
-		ix.rootSel = append(ix.rootSel, p)
-		for k, v := range b.selector {
-			ix.rootByLabel[k+"="+v] = append(ix.rootByLabel[k+"="+v], p)
+		ix.rootSel = append(ix.rootSel, e)
+		for _, l := range e.b.selector {
+			ix.rootByLabel[l.key+"="+l.value] = append(ix.rootByLabel[l.key+"="+l.value], e)
 		}
 	}
 }
 
-func (ix *policyIndex[T]) remove(p T) {
-	ns := p.GetNamespace()
-	if refs := ix.bind(p).targetRefs; len(refs) > 0 {
+func (ix *policyIndex[T]) remove(e indexed[T]) {
+	ns := e.p.GetNamespace()
+	if refs := e.b.targetRefs; len(refs) > 0 {
 		for _, key := range gatewayTargets(refs, ns) {
 			tns, _, _ := strings.Cut(key, "/")
-			ix.byTarget[key] = removePtr(ix.byTarget[key], p)
-			ix.byTargetNS[tns] = removePtr(ix.byTargetNS[tns], p)
+			ix.byTarget[key] = removeIndexed(ix.byTarget[key], e.p)
+			ix.byTargetNS[tns] = removeIndexed(ix.byTargetNS[tns], e.p)
 		}
 		return
 	}
 	if ns != ix.root {
-		ix.byNS[ns] = removePtr(ix.byNS[ns], p)
+		ix.byNS[ns] = removeIndexed(ix.byNS[ns], e.p)
 		if len(ix.byNS[ns]) == 0 {
 			delete(ix.byNS, ns)
 		}
 		return
 	}
-	ix.rootGlobal = removePtr(ix.rootGlobal, p)
-	ix.rootSel = removePtr(ix.rootSel, p)
-	for k, v := range ix.bind(p).selector {
-		ix.rootByLabel[k+"="+v] = removePtr(ix.rootByLabel[k+"="+v], p)
+	ix.rootGlobal = removeIndexed(ix.rootGlobal, e.p)
+	ix.rootSel = removeIndexed(ix.rootSel, e.p)
+	for _, l := range e.b.selector {
+		ix.rootByLabel[l.key+"="+l.value] = removeIndexed(ix.rootByLabel[l.key+"="+l.value], e.p)
 	}
+}
+
+// removeIndexed drops p's entry without writing to the backing array (copy on write).
+func removeIndexed[T comparable](xs []indexed[T], p T) []indexed[T] {
+	for i := range xs {
+		if xs[i].p == p {
+			return append(xs[:i:i], xs[i+1:]...)
+		}
+	}
+	return xs
+}
+
+// inNamespace lists the policies of namespace ns that no target ref binds.
+func (ix *policyIndex[T]) inNamespace(ns string) []indexed[T] {
+	if ns == ix.root {
+		return ix.rootGlobal
+	}
+	return ix.byNS[ns]
 }
 
 // candidates calls fn for every policy that may apply to w (each once), with how sure the
 // engine is that it applies.
 func (ix *policyIndex[T]) candidates(w *Workload, fn func(T, applicability)) {
-	visit := func(p T) {
-		if a := applies(ix.bind(p), p.GetNamespace(), ix.root, w); a != applyNo {
-			fn(p, a)
+	visit := func(e indexed[T]) {
+		if a := e.b.applies(e.p.GetNamespace(), ix.root, w); a != applyNo {
+			fn(e.p, a)
 		}
 	}
 	if w.Namespace != ix.root {
-		for _, p := range ix.byNS[w.Namespace] {
-			visit(p)
+		for _, e := range ix.byNS[w.Namespace] {
+			visit(e)
 		}
 	}
-	for _, p := range ix.rootGlobal {
-		visit(p)
+	for _, e := range ix.rootGlobal {
+		visit(e)
 	}
 	ix.targetCandidates(w, visit)
 	if !w.Exact {
 		// A label the engine does not know may be on the pods: every selector policy may apply.
-		for _, p := range ix.rootSel {
-			visit(p)
+		for _, e := range ix.rootSel {
+			visit(e)
+		}
+		return
+	}
+	ix.rootLabelCandidates(w, visit)
+}
+
+// rootLabelCandidates visits the root namespace's selector policies sharing a label with an
+// exact workload, each once; most workloads hit at most one label's list, which needs no
+// deduplication.
+func (ix *policyIndex[T]) rootLabelCandidates(w *Workload, visit func(indexed[T])) {
+	if len(ix.rootSel) == 0 {
+		return
+	}
+	var hit [][]indexed[T]
+	for k, v := range w.Labels {
+		if l := ix.rootByLabel[k+"="+v]; len(l) > 0 {
+			hit = append(hit, l)
+		}
+	}
+	if len(hit) == 1 {
+		for _, e := range hit[0] {
+			visit(e)
 		}
 		return
 	}
 	seen := map[T]bool{}
-	for k, v := range w.Labels {
-		for _, p := range ix.rootByLabel[k+"="+v] {
-			if !seen[p] {
-				seen[p] = true
-				visit(p)
+	for _, l := range hit {
+		for _, e := range l {
+			if !seen[e.p] {
+				seen[e.p] = true
+				visit(e)
 			}
 		}
 	}
@@ -155,16 +226,16 @@ func (ix *policyIndex[T]) candidates(w *Workload, fn func(T, applicability)) {
 
 // targetCandidates visits the policies that target the Gateway API Gateway a workload runs,
 // or, for a workload whose labels are not all known, every Gateway of its namespace.
-func (ix *policyIndex[T]) targetCandidates(w *Workload, visit func(T)) {
+func (ix *policyIndex[T]) targetCandidates(w *Workload, visit func(indexed[T])) {
 	if !w.Exact {
-		for _, p := range ix.byTargetNS[w.Namespace] {
-			visit(p) // a policy targeting two gateways here is judged twice: same answer
+		for _, e := range ix.byTargetNS[w.Namespace] {
+			visit(e) // a policy targeting two gateways here is judged twice: same answer
 		}
 		return
 	}
 	if name, ok := w.Labels[labelGatewayName]; ok {
-		for _, p := range ix.byTarget[w.Namespace+"/"+name] {
-			visit(p)
+		for _, e := range ix.byTarget[w.Namespace+"/"+name] {
+			visit(e)
 		}
 	}
 }
@@ -202,22 +273,24 @@ const (
 // namespace without selector binds all workloads; root namespace with selector binds matching
 // workloads of every namespace; elsewhere only workloads of the same namespace, all of them
 // without a selector, matching ones with it. Target refs bind a Gateway API gateway's pods.
-func applies(b binding, ns, root string, w *Workload) applicability {
+func (b binding) applies(ns, root string, w *Workload) applicability {
 	if len(b.targetRefs) > 0 {
 		return appliesByTargetRef(b.targetRefs, ns, w)
 	}
 	if ns != root && ns != w.Namespace {
 		return applyNo
 	}
-	return selectorMatches(b.selector, w)
+	return b.selector.matches(w)
 }
 
-func selectorMatches(sel map[string]string, w *Workload) applicability {
+// matches reports whether the workload carries every label of the selector; for an inexact
+// workload a label it does not list may still be on its pods.
+func (sel labelSelector) matches(w *Workload) applicability {
 	res := applyYes
-	for k, v := range sel {
-		hv, ok := w.Labels[k]
+	for _, l := range sel {
+		hv, ok := w.Labels[l.key]
 		switch {
-		case ok && hv != v:
+		case ok && hv != l.value:
 			return applyNo
 		case !ok && w.Exact:
 			return applyNo
@@ -241,7 +314,7 @@ func appliesByTargetRef(refs []*typev1beta1.PolicyTargetReference, ns string, w 
 		if r.GetKind() != "Gateway" || r.GetGroup() != "gateway.networking.k8s.io" || rns != w.Namespace {
 			continue
 		}
-		switch a := selectorMatches(map[string]string{labelGatewayName: r.GetName()}, w); {
+		switch a := (labelSelector{{labelGatewayName, r.GetName()}}).matches(w); {
 		case a == applyYes:
 			return applyYes
 		case a == applyMaybe:

@@ -80,21 +80,20 @@ func (ev *evaluation) effectiveMTLS(w *Workload) mtlsResult {
 // peerAuthsIn lists the PeerAuthentications of a namespace through the what-if overlay; of
 // the root namespace only the selector-less ones (Istio ignores the others there).
 func (ev *evaluation) peerAuthsIn(ns string, rootOnly bool) []*securityv1.PeerAuthentication {
-	stored := ev.snap.peerAuth.byNS[ns]
-	if rootOnly {
-		stored = ev.snap.peerAuth.rootGlobal
-	}
 	var out []*securityv1.PeerAuthentication
-	for _, from := range [][]*securityv1.PeerAuthentication{stored, ev.extraPA} {
-		for _, p := range from {
-			if p.Namespace != ns || ev.isHidden("PeerAuthentication", p.Namespace, p.Name) {
-				continue
-			}
-			if rootOnly && len(p.Spec.GetSelector().GetMatchLabels()) > 0 {
-				continue
-			}
+	keep := func(p *securityv1.PeerAuthentication) {
+		switch {
+		case p.Namespace != ns || ev.isHidden("PeerAuthentication", p.Namespace, p.Name):
+		case rootOnly && len(p.Spec.GetSelector().GetMatchLabels()) > 0:
+		default:
 			out = append(out, p)
 		}
+	}
+	for _, e := range ev.snap.peerAuth.inNamespace(ns) {
+		keep(e.p)
+	}
+	for _, p := range ev.extraPA {
+		keep(p)
 	}
 	return out
 }
