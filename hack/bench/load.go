@@ -1,18 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -65,25 +60,6 @@ func review(obj client.Object, k int) ([]byte, types.UID, error) {
 	return body, uid, err
 }
 
-// loadClient is an HTTPS client with keep-alive, as kube-apiserver's webhook client. Without
-// http2 (modelguard's default) each worker keeps its own HTTP/1.1 connection, up to conns;
-// with it (against serve --enable-http2) every call is multiplexed over one connection.
-func loadClient(caPEM []byte, conns int, http2 bool) (*http.Client, error) {
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(caPEM) {
-		return nil, errors.New("load: the webhook CA is not PEM")
-	}
-	t := &http.Transport{
-		TLSClientConfig:   &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
-		ForceAttemptHTTP2: http2,
-		IdleConnTimeout:   time.Minute,
-	}
-	if !http2 {
-		t.MaxIdleConns, t.MaxIdleConnsPerHost, t.MaxConnsPerHost = conns, conns, conns
-	}
-	return &http.Client{Timeout: 10 * time.Second, Transport: t}, nil
-}
-
 // outcome of one run.
 type outcome struct {
 	Requests int           `json:"requests"`
@@ -95,30 +71,16 @@ type outcome struct {
 	SenderLag latencies
 }
 
-// send posts one AdmissionReview and checks the answer: HTTP 200, the same UID, and the
-// engine's verdict.
-func send(ctx context.Context, c *http.Client, url string, r request) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(r.body))
-	if err != nil {
-		return err
+// checkAnswer checks an answer: HTTP 200, the same UID, and the engine's verdict.
+func checkAnswer(status int, data []byte, r request) error {
+	if status != http.StatusOK {
+		return fmt.Errorf("HTTP %d: %.200s", status, data)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, data)
-	}
-	// Only what is checked is decoded: the load generator shares the machine with the server,
-	// and its own CPU adds to every latency it measures.
+	// Only what is checked is decoded, by the faster of the JSON decoders at hand: the load
+	// generator shares the machine with the server, and its own CPU adds to every latency it
+	// measures.
 	var out answer
-	if err := json.Unmarshal(data, &out); err != nil || out.Response == nil {
+	if err := jsonv2.Unmarshal(data, &out); err != nil || out.Response == nil {
 		return fmt.Errorf("not an AdmissionReview response: %.200s", data)
 	}
 	if out.Response.UID != r.uid || out.Response.Allowed != r.allowed {
@@ -139,7 +101,7 @@ type answer struct {
 }
 
 // closedLoop runs `workers` clients back to back for d: the throughput test.
-func closedLoop(ctx context.Context, c *http.Client, url string, reqs []request, workers int, d time.Duration) outcome {
+func closedLoop(ctx context.Context, l loader, target string, reqs []request, workers int, d time.Duration) outcome {
 	ctx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	results := make([]outcome, workers)
@@ -150,9 +112,15 @@ func closedLoop(ctx context.Context, c *http.Client, url string, reqs []request,
 		go func() {
 			defer wg.Done()
 			res := &results[w]
+			s, err := l.session(target)
+			if err != nil {
+				res.record(0, err)
+				return
+			}
+			defer s.close()
 			for k := w; ctx.Err() == nil; k += workers {
 				t0 := time.Now()
-				err := send(ctx, c, url, reqs[k%len(reqs)])
+				err := s.send(ctx, reqs[k%len(reqs)])
 				if ctx.Err() != nil {
 					return // cut off by the end of the run, not an error
 				}
@@ -170,7 +138,7 @@ func closedLoop(ctx context.Context, c *http.Client, url string, reqs []request,
 // the sender down (no coordinated omission). How late the sender itself handed requests over
 // (its timer and scheduling, on a machine it shares with the server) is reported apart, as
 // SenderLag.
-func fixedRate(ctx context.Context, c *http.Client, url string, reqs []request, workers int, rate float64, d time.Duration, every func()) outcome {
+func fixedRate(ctx context.Context, l loader, target string, reqs []request, workers int, rate float64, d time.Duration, every func()) outcome {
 	due := make(chan time.Time, workers*16)
 	results := make([]outcome, workers)
 	var wg sync.WaitGroup
@@ -179,9 +147,17 @@ func fixedRate(ctx context.Context, c *http.Client, url string, reqs []request, 
 		go func() {
 			defer wg.Done()
 			res := &results[w]
+			s, err := l.session(target)
+			if err != nil {
+				res.record(0, err)
+				for range due { // keep the sender from blocking
+				}
+				return
+			}
+			defer s.close()
 			k := w
 			for t := range due {
-				err := send(ctx, c, url, reqs[k%len(reqs)])
+				err := s.send(ctx, reqs[k%len(reqs)])
 				res.record(time.Since(t), err)
 				k += workers
 			}

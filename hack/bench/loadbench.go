@@ -136,10 +136,10 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 	if o.http2 {
 		protocols = append(protocols, false)
 	}
-	clients := map[string]*http.Client{}
+	clients := map[string]loader{}
 	var levels []*loadLevel
 	for _, h2 := range protocols {
-		hc, err := loadClient(c.caData(), 128, h2)
+		hc, err := newLoader(o.client, c.caData(), 128, h2)
 		if err != nil {
 			return nil, err
 		}
@@ -186,7 +186,7 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 // measureLevels runs every concurrency level once per run, the levels interleaved so that
 // machine drift spreads over all of them, and each floor at concurrency 32 after each run's
 // levels. It returns each floor's rate in each run.
-func measureLevels(ctx context.Context, s *server, clients map[string]*http.Client, url string, reqs []request, levels []*loadLevel, floors []*floor, hc *http.Client, o options) [][]float64 {
+func measureLevels(ctx context.Context, s *server, clients map[string]loader, url string, reqs []request, levels []*loadLevel, floors []*floor, hc loader, o options) [][]float64 {
 	floorPerS := make([][]float64, len(floors))
 	for run := range o.runs {
 		for _, l := range levels {
@@ -262,7 +262,7 @@ func (s *server) target(url string, reqs []request) loadTarget {
 // fixedRuns measures latency at a fixed rate (fixedRateTarget) from 32 clients, each target
 // once per run, interleaved so that machine drift affects them alike; one report per
 // target, the medians over the runs.
-func fixedRuns(ctx context.Context, targets []loadTarget, hc *http.Client, rate float64, o options) []fixedReport {
+func fixedRuns(ctx context.Context, targets []loadTarget, hc loader, rate float64, o options) []fixedReport {
 	accs := make([]fixedAcc, len(targets))
 	for run := range o.runs {
 		for i, t := range targets {
@@ -284,7 +284,7 @@ type fixedAcc struct {
 	requests, errors  int
 }
 
-func (a *fixedAcc) once(ctx context.Context, t loadTarget, hc *http.Client, rate float64, d time.Duration, run int) {
+func (a *fixedAcc) once(ctx context.Context, t loadTarget, hc loader, rate float64, d time.Duration, run int) {
 	var before histogram
 	if t.durations != nil {
 		before, _ = t.durations(ctx)
@@ -327,7 +327,7 @@ type floor struct {
 	cpuPer1000 []float64
 }
 
-func startFloor(ctx context.Context, certDir string, hc *http.Client, reqs []request, plumbing bool) (*floor, error) {
+func startFloor(ctx context.Context, certDir string, hc loader, reqs []request, plumbing bool) (*floor, error) {
 	n, err := startNoopProcess(certDir, plumbing)
 	if err != nil {
 		return nil, err
@@ -365,7 +365,7 @@ func (f *floor) report(perS []float64, levels []loadLevel, protocol string, fixe
 
 // soak runs at a fixed rate for d, sampling the server's RSS every second: memory must not
 // grow with the number of admissions served.
-func soak(ctx context.Context, s *server, hc *http.Client, url string, reqs []request, rate float64, d time.Duration) soakReport {
+func soak(ctx context.Context, s *server, hc loader, url string, reqs []request, rate float64, d time.Duration) soakReport {
 	rep := soakReport{Duration: d.String(), Rate: rate}
 	if d <= 0 {
 		return rep
@@ -397,7 +397,7 @@ func soak(ctx context.Context, s *server, hc *http.Client, url string, reqs []re
 // fixed rate (cpu-fixed.pprof: fewer requests in flight, so more of each one's cost is the
 // per-request work of the network stack and the scheduler), then a live-heap and an
 // allocation profile (for `go tool pprof`): the evidence any optimisation starts from.
-func profile(ctx context.Context, s *server, hc *http.Client, url string, reqs []request, rate float64, o options) error {
+func profile(ctx context.Context, s *server, hc loader, url string, reqs []request, rate float64, o options) error {
 	if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
 		return err
 	}

@@ -46,6 +46,7 @@ type options struct {
 	cliNamespaces              []int
 	jsonPath                   string
 	keep, http2, etcdFsync     bool
+	client                     string  // load client: clientConn or clientNetHTTP
 	serverEnv                  envFlag // extra environment of modelguard serve (load section)
 }
 
@@ -109,6 +110,7 @@ func parseFlags() (options, error) {
 	flag.StringVar(&o.jsonPath, "json", "bench.json", "write the full report as JSON to `FILE`")
 	flag.StringVar(&o.profileDir, "profile", "", "write CPU and allocation profiles of the server under load to `DIR`")
 	flag.BoolVar(&o.http2, "http2", false, "run modelguard serve with --enable-http2 and load it over HTTP/2 (one multiplexed connection) as well as HTTP/1.1 (default: HTTP/1.1 alone, a keep-alive connection per client, as modelguard serves by default)")
+	flag.StringVar(&o.client, "client", clientConn, "load `CLIENT` over HTTP/1.1: "+clientConn+" (each worker drives its connection itself; the least CPU taken from the server) or "+clientNetHTTP+" (net/http's Transport, as kube-apiserver's webhook client)")
 	flag.Var(&o.serverEnv, "server-env", "`KEY=VALUE` added to modelguard serve's environment in the load section (e.g. GOGC=200, GODEBUG=gctrace=1: its stderr log is kept with -keep); repeatable")
 	flag.BoolVar(&o.etcdFsync, "etcd-fsync", false, "run the test etcd with fsync on every commit, as a production etcd runs (default: envtest's --unsafe-no-fsync)")
 	flag.BoolVar(&o.keep, "keep", false, "keep the working directory (server logs, kubeconfigs) and print its path")

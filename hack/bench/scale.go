@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
@@ -105,7 +104,7 @@ func scalePointAt(ctx context.Context, c *cluster, o options, n int) (scalePoint
 		return p, err
 	}
 	debug.FreeOSMemory() // the corpus's snapshot of the whole mesh is garbage now
-	hc, err := loadClient(c.caData(), 1, o.http2)
+	hc, err := newLoader(o.client, c.caData(), 1, o.http2)
 	if err != nil {
 		return p, err
 	}
@@ -119,7 +118,7 @@ func scalePointAt(ctx context.Context, c *cluster, o options, n int) (scalePoint
 		p.SyncS = s.synced.Seconds()
 		m, err := scaleRun(ctx, s, hc, c.webhookURL(webhook.PathValidate), reqs, o.duration)
 		s.stop()
-		hc.CloseIdleConnections()
+		hc.closeIdle()
 		if err != nil {
 			return p, err
 		}
@@ -156,7 +155,7 @@ type scaleMeasure struct {
 
 // scaleRun waits for the machine to settle after the server's sync, then measures admissions
 // at concurrency 1, with the server's own account and the CPU used beside the two processes.
-func scaleRun(ctx context.Context, s *server, hc *http.Client, url string, reqs []request, d time.Duration) (scaleMeasure, error) {
+func scaleRun(ctx context.Context, s *server, hc loader, url string, reqs []request, d time.Duration) (scaleMeasure, error) {
 	var m scaleMeasure
 	var err error
 	if m.settle, err = settle(ctx, runtime.NumCPU(), settledCores, settleLimit); err != nil {
