@@ -58,7 +58,8 @@ func selectorMatches(m map[string]string, w *Workload) applicability {
 	return compileSelector(m).matches(w)
 }
 
-// indexed is a policy filed with its binding, worked out once when the policy is stored.
+// indexed is a policy filed with its binding, worked out once when the policy is stored;
+// every list the policy is on shares the one entry.
 type indexed[T any] struct {
 	p T
 	b binding
@@ -75,13 +76,13 @@ type policyIndex[T interface {
 }] struct {
 	root        string
 	bind        func(T) binding
-	byKey       map[string]indexed[T]
-	byNS        map[string][]indexed[T] // every namespace but the root
-	rootGlobal  []indexed[T]            // root namespace, no selector (or target refs): checked for every workload
-	rootSel     []indexed[T]            // root namespace with a selector
-	rootByLabel map[string][]indexed[T] // "k=v" -> root selector policies holding that pair
-	byTarget    map[string][]indexed[T] // "ns/name" of a Gateway API Gateway -> policies targeting it
-	byTargetNS  map[string][]indexed[T] // namespace -> policies targeting a Gateway there
+	byKey       map[string]*indexed[T]
+	byNS        map[string][]*indexed[T] // every namespace but the root
+	rootGlobal  []*indexed[T]            // root namespace, no selector (or target refs): checked for every workload
+	rootSel     []*indexed[T]            // root namespace with a selector
+	rootByLabel map[string][]*indexed[T] // "k=v" -> root selector policies holding that pair
+	byTarget    map[string][]*indexed[T] // "ns/name" of a Gateway API Gateway -> policies targeting it
+	byTargetNS  map[string][]*indexed[T] // namespace -> policies targeting a Gateway there
 }
 
 func newPolicyIndex[T interface {
@@ -89,8 +90,8 @@ func newPolicyIndex[T interface {
 	GetNamespace() string
 	GetName() string
 }](root string, bind func(T) binding) *policyIndex[T] {
-	return &policyIndex[T]{root: root, bind: bind, byKey: map[string]indexed[T]{}, byNS: map[string][]indexed[T]{},
-		rootByLabel: map[string][]indexed[T]{}, byTarget: map[string][]indexed[T]{}, byTargetNS: map[string][]indexed[T]{}}
+	return &policyIndex[T]{root: root, bind: bind, byKey: map[string]*indexed[T]{}, byNS: map[string][]*indexed[T]{},
+		rootByLabel: map[string][]*indexed[T]{}, byTarget: map[string][]*indexed[T]{}, byTargetNS: map[string][]*indexed[T]{}}
 }
 
 func (ix *policyIndex[T]) put(ns, name string, p T, del bool) {
@@ -102,7 +103,7 @@ func (ix *policyIndex[T]) put(ns, name string, p T, del bool) {
 	if del {
 		return
 	}
-	e := indexed[T]{p: p, b: ix.bind(p)}
+	e := &indexed[T]{p: p, b: ix.bind(p)}
 	ix.byKey[key] = e
 	switch {
 	case len(e.b.targetRefs) > 0:
@@ -125,34 +126,34 @@ func (ix *policyIndex[T]) put(ns, name string, p T, del bool) {
 	}
 }
 
-func (ix *policyIndex[T]) remove(e indexed[T]) {
+func (ix *policyIndex[T]) remove(e *indexed[T]) {
 	ns := e.p.GetNamespace()
 	if refs := e.b.targetRefs; len(refs) > 0 {
 		for _, key := range gatewayTargets(refs, ns) {
 			tns, _, _ := strings.Cut(key, "/")
-			ix.byTarget[key] = removeIndexed(ix.byTarget[key], e.p)
-			ix.byTargetNS[tns] = removeIndexed(ix.byTargetNS[tns], e.p)
+			ix.byTarget[key] = removeIndexed(ix.byTarget[key], e)
+			ix.byTargetNS[tns] = removeIndexed(ix.byTargetNS[tns], e)
 		}
 		return
 	}
 	if ns != ix.root {
-		ix.byNS[ns] = removeIndexed(ix.byNS[ns], e.p)
+		ix.byNS[ns] = removeIndexed(ix.byNS[ns], e)
 		if len(ix.byNS[ns]) == 0 {
 			delete(ix.byNS, ns)
 		}
 		return
 	}
-	ix.rootGlobal = removeIndexed(ix.rootGlobal, e.p)
-	ix.rootSel = removeIndexed(ix.rootSel, e.p)
+	ix.rootGlobal = removeIndexed(ix.rootGlobal, e)
+	ix.rootSel = removeIndexed(ix.rootSel, e)
 	for _, l := range e.b.selector {
-		ix.rootByLabel[l.key+"="+l.value] = removeIndexed(ix.rootByLabel[l.key+"="+l.value], e.p)
+		ix.rootByLabel[l.key+"="+l.value] = removeIndexed(ix.rootByLabel[l.key+"="+l.value], e)
 	}
 }
 
-// removeIndexed drops p's entry without writing to the backing array (copy on write).
-func removeIndexed[T comparable](xs []indexed[T], p T) []indexed[T] {
+// removeIndexed drops an entry without writing to the backing array (copy on write).
+func removeIndexed[T comparable](xs []*indexed[T], e *indexed[T]) []*indexed[T] {
 	for i := range xs {
-		if xs[i].p == p {
+		if xs[i] == e {
 			return append(xs[:i:i], xs[i+1:]...)
 		}
 	}
@@ -160,7 +161,7 @@ func removeIndexed[T comparable](xs []indexed[T], p T) []indexed[T] {
 }
 
 // inNamespace lists the policies of namespace ns that no target ref binds.
-func (ix *policyIndex[T]) inNamespace(ns string) []indexed[T] {
+func (ix *policyIndex[T]) inNamespace(ns string) []*indexed[T] {
 	if ns == ix.root {
 		return ix.rootGlobal
 	}
@@ -170,7 +171,7 @@ func (ix *policyIndex[T]) inNamespace(ns string) []indexed[T] {
 // candidates calls fn for every policy that may apply to w (each once), with how sure the
 // engine is that it applies.
 func (ix *policyIndex[T]) candidates(w *Workload, fn func(T, applicability)) {
-	visit := func(e indexed[T]) {
+	visit := func(e *indexed[T]) {
 		if a := e.b.applies(e.p.GetNamespace(), ix.root, w); a != applyNo {
 			fn(e.p, a)
 		}
@@ -197,11 +198,11 @@ func (ix *policyIndex[T]) candidates(w *Workload, fn func(T, applicability)) {
 // rootLabelCandidates visits the root namespace's selector policies sharing a label with an
 // exact workload, each once; most workloads hit at most one label's list, which needs no
 // deduplication.
-func (ix *policyIndex[T]) rootLabelCandidates(w *Workload, visit func(indexed[T])) {
+func (ix *policyIndex[T]) rootLabelCandidates(w *Workload, visit func(*indexed[T])) {
 	if len(ix.rootSel) == 0 {
 		return
 	}
-	var hit [][]indexed[T]
+	var hit [][]*indexed[T]
 	for k, v := range w.Labels {
 		if l := ix.rootByLabel[k+"="+v]; len(l) > 0 {
 			hit = append(hit, l)
@@ -226,7 +227,7 @@ func (ix *policyIndex[T]) rootLabelCandidates(w *Workload, visit func(indexed[T]
 
 // targetCandidates visits the policies that target the Gateway API Gateway a workload runs,
 // or, for a workload whose labels are not all known, every Gateway of its namespace.
-func (ix *policyIndex[T]) targetCandidates(w *Workload, visit func(indexed[T])) {
+func (ix *policyIndex[T]) targetCandidates(w *Workload, visit func(*indexed[T])) {
 	if !w.Exact {
 		for _, e := range ix.byTargetNS[w.Namespace] {
 			visit(e) // a policy targeting two gateways here is judged twice: same answer
