@@ -85,17 +85,26 @@ func reviewRequest(t *testing.T, uid string, allowed bool) request {
 
 var metaReview = metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"}
 
+// openSession starts a review server and opens a session of a kind of load client on it;
+// the test's cleanup closes both.
+func openSession(t *testing.T, kind string) (*reviewServer, session) {
+	srv := newReviewServer(t, 0)
+	l, err := newLoader(kind, srv.caPEM(), 4, false)
+	require.NoError(t, err)
+	s, err := l.session(srv.URL + "/validate")
+	require.NoError(t, err)
+	t.Cleanup(func() {
+		s.close()
+		l.closeIdle()
+	})
+	return srv, s
+}
+
 // Both load clients check every answer the same way: status, UID and verdict.
 func TestLoadersCheckAnswers(t *testing.T) {
 	for _, kind := range []string{clientConn, clientNetHTTP} {
 		t.Run(kind, func(t *testing.T) {
-			srv := newReviewServer(t, 0)
-			l, err := newLoader(kind, srv.caPEM(), 4, false)
-			require.NoError(t, err)
-			defer l.closeIdle()
-			s, err := l.session(srv.URL + "/validate")
-			require.NoError(t, err)
-			defer s.close()
+			srv, s := openSession(t, kind)
 			ctx := context.Background()
 			for i := range 10 {
 				require.NoError(t, s.send(ctx, reviewRequest(t, "ok-"+string(rune('a'+i)), true)))
@@ -146,13 +155,7 @@ func TestConnLoaderConnections(t *testing.T) {
 // A connection the server drops between requests fails the next request (as net/http's
 // Transport fails a POST it cannot retry); the one after it goes over a new connection.
 func TestConnLoaderRecoversFromDroppedConnection(t *testing.T) {
-	srv := newReviewServer(t, 0)
-	l, err := newLoader(clientConn, srv.caPEM(), 4, false)
-	require.NoError(t, err)
-	defer l.closeIdle()
-	s, err := l.session(srv.URL + "/validate")
-	require.NoError(t, err)
-	defer s.close()
+	srv, s := openSession(t, clientConn)
 	ctx := context.Background()
 	require.NoError(t, s.send(ctx, reviewRequest(t, "ok", true)))
 	srv.CloseClientConnections()
