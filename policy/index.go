@@ -131,36 +131,27 @@ func (ix *policyIndex[T]) remove(e *indexed[T]) {
 	if refs := e.b.targetRefs; len(refs) > 0 {
 		for _, key := range gatewayTargets(refs, ns) {
 			tns, _, _ := strings.Cut(key, "/")
-			ix.byTarget[key] = removeIndexed(ix.byTarget[key], e)
-			ix.byTargetNS[tns] = removeIndexed(ix.byTargetNS[tns], e)
+			ix.byTarget[key] = removePtr(ix.byTarget[key], e)
+			ix.byTargetNS[tns] = removePtr(ix.byTargetNS[tns], e)
 		}
 		return
 	}
 	if ns != ix.root {
-		ix.byNS[ns] = removeIndexed(ix.byNS[ns], e)
+		ix.byNS[ns] = removePtr(ix.byNS[ns], e)
 		if len(ix.byNS[ns]) == 0 {
 			delete(ix.byNS, ns)
 		}
 		return
 	}
-	ix.rootGlobal = removeIndexed(ix.rootGlobal, e)
-	ix.rootSel = removeIndexed(ix.rootSel, e)
+	ix.rootGlobal = removePtr(ix.rootGlobal, e)
+	ix.rootSel = removePtr(ix.rootSel, e)
 	for _, l := range e.b.selector {
-		ix.rootByLabel[l.key+"="+l.value] = removeIndexed(ix.rootByLabel[l.key+"="+l.value], e)
+		ix.rootByLabel[l.key+"="+l.value] = removePtr(ix.rootByLabel[l.key+"="+l.value], e)
 	}
 }
 
-// removeIndexed drops an entry without writing to the backing array (copy on write).
-func removeIndexed[T comparable](xs []*indexed[T], e *indexed[T]) []*indexed[T] {
-	for i := range xs {
-		if xs[i] == e {
-			return append(xs[:i:i], xs[i+1:]...)
-		}
-	}
-	return xs
-}
-
-// inNamespace lists the policies of namespace ns that no target ref binds.
+// inNamespace lists the policies of namespace ns bound by selector, or for the mesh root
+// namespace the ones without a selector (the mesh-wide ones); target-ref policies are apart.
 func (ix *policyIndex[T]) inNamespace(ns string) []*indexed[T] {
 	if ns == ix.root {
 		return ix.rootGlobal
