@@ -13,12 +13,30 @@ import (
 // legitimate caller) controls is a set, what the route or the mesh fixes is a single value.
 type reqClass struct {
 	path, method, host strSet
-	principal          strSet // request principal "<iss>/<sub>"; absent without a valid token
-	issuer             string // the token's issuer; "" without a token
-	peerNS             strSet // source namespace from mTLS; absent for plaintext
-	peerPrincipal      strSet // source principal from mTLS; absent for plaintext
-	peerSA             strSet // "ns/sa"; absent for plaintext
-	headers            map[string]strSet
+	principal          strSet            // request principal "<iss>/<sub>"; absent without a valid token
+	issuer             string            // the token's issuer; "" without a token
+	peerNS             strSet            // source namespace from mTLS; absent for plaintext
+	peerPrincipal      strSet            // source principal from mTLS; absent for plaintext
+	peerSA             strSet            // "ns/sa"; absent for plaintext
+	headers            map[string]strSet // the route's match, shared with it (read-only)
+	fixed              []fixedHeader     // headers the route or the mesh sets, over headers
+}
+
+// fixedHeader is a header value fixed for a class on top of the route's match.
+type fixedHeader struct {
+	name string
+	v    strSet
+}
+
+// header is the set of values header name (lower case) takes in the class.
+func (c *reqClass) header(name string) (strSet, bool) {
+	for _, f := range c.fixed {
+		if f.name == name {
+			return f.v, true
+		}
+	}
+	v, ok := c.headers[name]
+	return v, ok
 }
 
 // appliedAP is an AuthorizationPolicy with how sure the engine is that it applies.
@@ -314,7 +332,7 @@ func (c *reqClass) conditionValue(key string) (*strSet, bool) {
 		return tokenValue(anyStr)
 	case strings.HasPrefix(key, "request.headers[") && strings.HasSuffix(key, "]"):
 		h := strings.ToLower(strings.TrimSuffix(strings.TrimPrefix(key, "request.headers["), "]"))
-		if v, ok := c.headers[h]; ok {
+		if v, ok := c.header(h); ok {
 			return &v, true
 		}
 		return &anyStr, true

@@ -79,10 +79,10 @@ func (ev *evaluation) judgeAttack(p *pair, issuer string, code Code) bool {
 }
 
 // judgeVariants requires every variant of a class to be denied at the hop.
-func (ev *evaluation) judgeVariants(h *hopPolicies, classes []*reqClass, attack bool) hopVerdict {
+func (ev *evaluation) judgeVariants(h *hopPolicies, classes []reqClass, attack bool) hopVerdict {
 	out := hopVerdict{denied: true}
-	for _, c := range classes {
-		v := ev.judgeHop(h, c, attack)
+	for i := range classes {
+		v := ev.judgeHop(h, &classes[i], attack)
 		notes := append(out.notes, v.notes...)
 		out = v
 		out.notes = notes
@@ -115,26 +115,32 @@ func principalVariants(h *hopPolicies, issuer string, tokenPresent bool) []strSe
 // noPrincipal is the one variant of a request without a validated token (read-only).
 var noPrincipal = []strSet{absent}
 
+// gatewayClasses and modelClasses build their classes in ev.classBuf: a result is valid until
+// the next call, which every caller meets by judging the classes at once.
+
 // gatewayClasses: at the gateway the caller is outside the mesh (plaintext, no peer identity)
 // and chooses every header the route does not fix.
-func (ev *evaluation) gatewayClasses(p *pair, issuer string, attack bool) []*reqClass {
+func (ev *evaluation) gatewayClasses(p *pair, issuer string, attack bool) []reqClass {
 	r := p.x.route
 	hdr, _ := reachesSeldonModel(r, p.x.target)
-	var out []*reqClass
+	var fixed []fixedHeader
+	if p.x.target.seldon != "" {
+		fixed = []fixedHeader{{seldonModelHeader, hdr}}
+	}
+	out := ev.classBuf[:0]
 	for _, pr := range principalVariants(p.hg, issuer, true) {
 		c := baseClass(r, pr, issuer)
-		if p.x.target.seldon != "" {
-			c.setHeader(seldonModelHeader, hdr)
-		}
+		c.fixed = fixed
 		out = append(out, c)
 	}
+	ev.classBuf = out
 	return out
 }
 
 // modelClasses: at the model the request comes from the gateway over mTLS (with the gateway's
 // identity), or in plaintext where the model's mTLS is not STRICT, or straight from outside
 // for a direct exposure. The route's header operations have been applied.
-func (ev *evaluation) modelClasses(p *pair, issuer string, attack bool) []*reqClass {
+func (ev *evaluation) modelClasses(p *pair, issuer string, attack bool) []reqClass {
 	r := p.x.route
 	tokenHere := true
 	if p.g != nil && issuer != "" {
@@ -142,7 +148,8 @@ func (ev *evaluation) modelClasses(p *pair, issuer string, attack bool) []*reqCl
 			tokenHere = false // the gateway validated the token and removed it (Istio's default)
 		}
 	}
-	var out []*reqClass
+	fixed := modelFixedHeaders(r, p.x.target)
+	out := ev.classBuf[:0]
 	for _, peer := range ev.peers(p) {
 		for _, pr := range principalVariants(p.hm, issuer, tokenHere) {
 			c := baseClass(r, pr, issuer)
@@ -155,16 +162,12 @@ func (ev *evaluation) modelClasses(p *pair, issuer string, attack bool) []*reqCl
 			if r.mirror {
 				c.host = anyStr // Envoy rewrites a mirror's Host to "<host>-shadow"
 			}
-			for h, v := range r.setHeaders {
-				c.setHeader(h, exactly(v))
-			}
-			if p.x.target.seldon != "" {
-				c.setHeader(seldonModelHeader, exactly(p.x.target.seldon))
-			}
+			c.fixed = fixed
 			c.peerNS, c.peerPrincipal, c.peerSA = peer.ns, peer.principal, peer.sa
 			out = append(out, c)
 		}
 	}
+	ev.classBuf = out
 	return out
 }
 
@@ -208,8 +211,8 @@ func gatewayPeer(g *Workload) peer {
 	return peer{ns: exactly(g.Namespace), principal: suffixed(""), sa: prefixed(g.Namespace + "/")}
 }
 
-func baseClass(r *route, principal strSet, issuer string) *reqClass {
-	c := &reqClass{path: r.paths, method: r.method, host: hostSet(r.hosts), principal: principal,
+func baseClass(r *route, principal strSet, issuer string) reqClass {
+	c := reqClass{path: r.paths, method: r.method, host: hostSet(r.hosts), principal: principal,
 		peerNS: absent, peerPrincipal: absent, peerSA: absent, headers: r.headers}
 	if principal.kind != setAbsent {
 		c.issuer = issuer
@@ -217,14 +220,23 @@ func baseClass(r *route, principal strSet, issuer string) *reqClass {
 	return c
 }
 
-// setHeader fixes a header in the class; the map is shared with the route until then.
-func (c *reqClass) setHeader(name string, v strSet) {
-	h := make(map[string]strSet, len(c.headers)+1)
-	for k, old := range c.headers {
-		h[k] = old
+// modelFixedHeaders are the headers every request of the route carries into the model: those
+// the route sets, and Seldon's model header (the mesh's routing sets it last, so it wins).
+// The classes share the list and never write to it.
+func modelFixedHeaders(r *route, t *target) []fixedHeader {
+	if len(r.setHeaders) == 0 && t.seldon == "" {
+		return nil
 	}
-	h[name] = v
-	c.headers = h
+	out := make([]fixedHeader, 0, len(r.setHeaders)+1)
+	for h, v := range r.setHeaders {
+		if h != seldonModelHeader || t.seldon == "" {
+			out = append(out, fixedHeader{h, exactly(v)})
+		}
+	}
+	if t.seldon != "" {
+		out = append(out, fixedHeader{seldonModelHeader, exactly(t.seldon)})
+	}
+	return out
 }
 
 // hostSet is the Host headers a route accepts: one host exactly, a wildcard as a suffix set,
@@ -286,6 +298,7 @@ func (ev *evaluation) gapFinding(p *pair, issuer string, code Code, gv, mv hopVe
 		who = fmt.Sprintf("Requests with a token from %s (not in allowedIssuers)", issuer)
 	}
 	var b strings.Builder
+	b.Grow(512) // the message with its example is a few hundred bytes: one allocation
 	fmt.Fprintf(&b, "%s reach %s", who, p.x.target.ref)
 	if p.g != nil {
 		fmt.Fprintf(&b, "; at the gateway (%s): %s", p.g.Ref, gv.reason())

@@ -125,6 +125,8 @@ type evaluation struct {
 	// isvcTargets: the target of each InferenceService component met so far (a model is
 	// usually reached by its own publication and by VirtualServices)
 	isvcTargets map[isvcComponent]*target
+	// classBuf holds the request classes being judged (see gatewayClasses)
+	classBuf []reqClass
 }
 
 type isvcComponent struct {

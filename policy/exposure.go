@@ -22,8 +22,8 @@ type route struct {
 	method      strSet
 	protocol    string            // REST, gRPC, REST+gRPC, TCP
 	destination string            // FQDN
-	headers     map[string]strSet // fixed by the route's match, at every hop
-	setHeaders  map[string]string // set by the route: seen only by the model workload
+	headers     map[string]strSet // fixed by the route's match, at every hop (nil: none)
+	setHeaders  map[string]string // set by the route: seen only by the model workload (nil: none)
 	allPaths    bool              // a regex, case-insensitive or absent URI match judged as prefix "/"
 	mirror      bool              // a mirror: the model sees the route's hosts with "-shadow" appended
 	// What the model's proxy sees after the route's rewrites (nil: the same as the gateway).
@@ -33,6 +33,7 @@ type route struct {
 
 func (r *route) String() string {
 	var b strings.Builder
+	b.Grow(160)
 	if r.gateway != "" {
 		fmt.Fprintf(&b, "gateway %s, ", r.gateway)
 	}
@@ -251,19 +252,24 @@ func (ev *evaluation) externalGateways(vs *networkingv1.VirtualService, matchGWs
 // destination resolved in destNS (the namespace of the VirtualService that holds the route).
 func (ev *evaluation) httpRoute(vs *networkingv1.VirtualService, destNS, via, gw string, m *networkingapi.HTTPMatchRequest, hr *networkingapi.HTTPRoute, d destination) *route {
 	r := &route{via: via, gateway: gw, hosts: vs.Spec.GetHosts(), method: anyStr,
-		destination: fqdn(d.GetDestination().GetHost(), destNS, ev.cfg.ClusterDomain),
-		headers:     map[string]strSet{}, setHeaders: map[string]string{}}
+		destination: fqdn(d.GetDestination().GetHost(), destNS, ev.cfg.ClusterDomain)}
 	r.setURIMatch(m.GetUri(), m.GetIgnoreUriCase())
 	if mm := m.GetMethod(); mm != nil && mm.GetExact() != "" {
 		r.method = exactly(mm.GetExact())
 	}
 	for h, sm := range m.GetHeaders() {
 		if sm.GetExact() != "" {
+			if r.headers == nil {
+				r.headers = map[string]strSet{}
+			}
 			r.headers[strings.ToLower(h)] = exactly(sm.GetExact())
 		}
 	}
 	for _, ops := range []*networkingapi.Headers{hr.GetHeaders(), d.GetHeaders()} {
 		for h, v := range ops.GetRequest().GetSet() {
+			if r.setHeaders == nil {
+				r.setHeaders = map[string]string{}
+			}
 			r.setHeaders[strings.ToLower(h)] = v
 		}
 	}

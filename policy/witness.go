@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"iter"
 	"strings"
 
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
@@ -13,13 +14,16 @@ import (
 // oracle) lets through at the gateway and at the model. The symbolic verdict stands on its
 // own; the example makes a gap concrete for the reader and lets tests check the engine.
 func (ev *evaluation) witness(p *pair, issuer string) (string, bool) {
-	for _, req := range candidateRequests(p, issuer) {
+	for req := range candidateRequests(p, issuer) {
 		if p.g != nil {
 			gwReq := req
 			gwReq.SourcePrincipal = ""
 			if p.x.target.seldon != "" {
-				hdr, _ := reachesSeldonModel(p.x.route, p.x.target)
-				gwReq.Headers = withHeader(gwReq.Headers, seldonModelHeader, map[bool]string{true: hdr.s}[hdr.kind == setExact])
+				v := ""
+				if hdr, _ := reachesSeldonModel(p.x.route, p.x.target); hdr.kind == setExact {
+					v = hdr.s
+				}
+				gwReq.Headers = withHeader(gwReq.Headers, seldonModelHeader, v)
 			}
 			if !ev.oracleAllows(p.hg, gwReq) {
 				continue
@@ -64,50 +68,76 @@ func (ev *evaluation) oracleAllows(h *hopPolicies, req oracle.Request) bool {
 }
 
 // candidateRequests draws concrete requests from the route: the model APIs' own paths first
-// (gRPC and REST inference), then the route's boundary paths.
-func candidateRequests(p *pair, issuer string) []oracle.Request {
-	r := p.x.route
-	name := "model"
-	if p.x.target.seldon != "" {
-		name = p.x.target.seldon
-	} else if i := strings.LastIndex(p.x.target.ref, "/"); i >= 0 {
-		name = p.x.target.ref[i+1:]
+// (gRPC and REST inference), then the route's boundary paths, then the paths the policies
+// name. They are made one at a time: the first that gets through ends the search, and it is
+// usually the first.
+func candidateRequests(p *pair, issuer string) iter.Seq[oracle.Request] {
+	return func(yield func(oracle.Request) bool) {
+		r := p.x.route
+		base := candidateBase(r, issuer)
+		try := func(path string) bool {
+			if !r.paths.contains(path) {
+				return true
+			}
+			req := base
+			req.Path = path
+			return yield(req)
+		}
+		name := "model"
+		if p.x.target.seldon != "" {
+			name = p.x.target.seldon
+		} else if i := strings.LastIndex(p.x.target.ref, "/"); i >= 0 {
+			name = p.x.target.ref[i+1:]
+		}
+		for _, path := range []string{grpcInferenceServiceAPI + "ModelInfer", "/v2/models/" + name + "/infer", "/v1/models/" + name + ":predict"} {
+			if !try(path) {
+				return
+			}
+		}
+		if r.paths.kind == setExact || r.paths.kind == setPrefix {
+			b := r.paths.s
+			for _, path := range []string{b, b + "x", strings.TrimSuffix(b, "/") + "/x"} {
+				if !try(path) {
+					return
+				}
+			}
+		}
+		for _, path := range policyLiterals(p) {
+			if !try(path) {
+				return
+			}
+		}
 	}
-	paths := []string{grpcInferenceServiceAPI + "ModelInfer", "/v2/models/" + name + "/infer", "/v1/models/" + name + ":predict"}
-	if r.paths.kind == setExact || r.paths.kind == setPrefix {
-		base := r.paths.s
-		paths = append(paths, base, base+"x", strings.TrimSuffix(base, "/")+"/x")
-	}
-	paths = append(paths, policyLiterals(p)...)
-	host, _ := hostSet(r.hosts).sample()
-	if hostSet(r.hosts).kind == setSuffix {
+}
+
+// candidateBase is what every candidate request of route r shares: method, Host, the
+// headers the route's match fixes, and the attacker's principal. The candidates share one
+// header map and one claims map, which nothing writes to (withHeader copies).
+func candidateBase(r *route, issuer string) oracle.Request {
+	hosts := hostSet(r.hosts)
+	host, _ := hosts.sample()
+	if hosts.kind == setSuffix {
 		host = "a" + host
 	}
 	method := "POST"
 	if r.method.kind == setExact {
 		method = r.method.s
 	}
-	// The candidates differ only in path: they share one header map and one claims map,
-	// which nothing writes to after this (withHeader copies).
-	headers := map[string]string{}
+	var headers map[string]string
 	for h, v := range r.headers {
 		if v.kind == setExact {
+			if headers == nil {
+				headers = make(map[string]string, len(r.headers))
+			}
 			headers[h] = v.s
 		}
 	}
-	var principal string
-	var claims map[string][]string
+	req := oracle.Request{Method: method, Host: host, Headers: headers}
 	if issuer != "" {
-		principal = issuer + "/attacker"
-		claims = map[string][]string{"iss": {issuer}, "sub": {"attacker"}}
+		req.RequestPrincipal = issuer + "/attacker"
+		req.Claims = map[string][]string{"iss": {issuer}, "sub": {"attacker"}}
 	}
-	out := make([]oracle.Request, 0, len(paths))
-	for _, path := range paths {
-		if r.paths.contains(path) {
-			out = append(out, oracle.Request{Path: path, Method: method, Host: host, Headers: headers, RequestPrincipal: principal, Claims: claims})
-		}
-	}
-	return out
+	return req
 }
 
 func withHeader(h map[string]string, k, v string) map[string]string {
