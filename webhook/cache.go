@@ -1,11 +1,13 @@
 package webhook
 
 import (
+	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -24,9 +26,9 @@ func NewScheme() (*runtime.Scheme, error) {
 	return s, nil
 }
 
-// CacheOptions keep the informer caches small: of every object no managed fields and no
+// CacheOptions keep the informer caches small: of every object no managed fields, no
 // kubectl last-applied-configuration annotation (a second copy of the object on everything
-// applied with kubectl); of Pods and workloads only what the engine reads (labels, pod template
+// applied with kubectl) and no status the engine does not read (see dropStatus); of Pods and workloads only what the engine reads (labels, pod template
 // labels, service account), since a cluster has many of them. With health, every informer's
 // watch is tracked (see WatchHealth).
 func CacheOptions(health *WatchHealth) cache.Options {
@@ -48,8 +50,8 @@ func CacheOptions(health *WatchHealth) cache.Options {
 // lastApplied is kubectl's copy of the applied object; the engine never reads it.
 const lastApplied = "kubectl.kubernetes.io/last-applied-configuration"
 
-// stripBulk drops managed fields and kubectl's last-applied copy, in place (the informer owns
-// the object it transforms).
+// stripBulk drops managed fields, kubectl's last-applied copy and the status no verdict
+// reads, in place (the informer owns the object it transforms).
 func stripBulk(obj any) (any, error) {
 	if m, ok := obj.(metav1.Object); ok {
 		m.SetManagedFields(nil)
@@ -58,7 +60,35 @@ func stripBulk(obj any) (any, error) {
 			m.SetAnnotations(a)
 		}
 	}
+	dropStatus(obj)
 	return obj, nil
+}
+
+// dropStatus empties the status of the kinds whose status the engine never reads: istiod's
+// validation messages on Istio objects, KServe's and Seldon's component states and
+// conditions (often the larger part of those objects), a Service's load-balancer ingress.
+// A Namespace keeps its status: its phase says whether it is terminating. The reconciler's
+// updates of its generated policies go to the main resource, where the API server ignores
+// the status.
+func dropStatus(obj any) {
+	switch o := obj.(type) {
+	case *unstructured.Unstructured:
+		delete(o.Object, "status")
+	case *securityv1.AuthorizationPolicy:
+		proto.Reset(&o.Status)
+	case *securityv1.RequestAuthentication:
+		proto.Reset(&o.Status)
+	case *securityv1.PeerAuthentication:
+		proto.Reset(&o.Status)
+	case *networkingv1.VirtualService:
+		proto.Reset(&o.Status)
+	case *networkingv1.Gateway:
+		proto.Reset(&o.Status)
+	case *networkingv1.DestinationRule:
+		proto.Reset(&o.Status)
+	case *corev1.Service:
+		o.Status = corev1.ServiceStatus{}
+	}
 }
 
 // slimMeta keeps what identifies an object and what the engine reads of its metadata.
