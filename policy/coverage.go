@@ -115,11 +115,10 @@ func principalVariants(h *hopPolicies, issuer string, tokenPresent bool) []strSe
 // noPrincipal is the one variant of a request without a validated token (read-only).
 var noPrincipal = []strSet{absent}
 
-// gatewayClasses and modelClasses build their classes in ev.classBuf: a result is valid until
-// the next call, which every caller meets by judging the classes at once.
-
 // gatewayClasses: at the gateway the caller is outside the mesh (plaintext, no peer identity)
-// and chooses every header the route does not fix.
+// and chooses every header the route does not fix. The classes are built in ev.classBuf, as
+// modelClasses' are: a result is valid until the next call of either, so callers judge it at
+// once.
 func (ev *evaluation) gatewayClasses(p *pair, issuer string, attack bool) []reqClass {
 	r := p.x.route
 	hdr, _ := reachesSeldonModel(r, p.x.target)
