@@ -69,7 +69,14 @@ type outcome struct {
 	FirstErr string `json:"first_error,omitempty"`
 	// SenderLag: how late a fixed-rate sender handed requests to its workers.
 	SenderLag latencies
+	// Start and End bound a fixed-rate run; Slow are the send times of its requests that
+	// took longer than slowAfter (to set against the server's collections, gcShares).
+	Start, End time.Time
+	Slow       []time.Time
 }
+
+// slowAfter is the fixed-rate latency target: a request over it is slow.
+const slowAfter = 2 * time.Millisecond
 
 // checkAnswer checks an answer: HTTP 200, the same UID, and the engine's verdict.
 func checkAnswer(status int, data []byte, r request) error {
@@ -158,7 +165,11 @@ func fixedRate(ctx context.Context, l loader, target string, reqs []request, wor
 			k := w
 			for t := range due {
 				err := s.send(ctx, reqs[k%len(reqs)])
-				res.record(time.Since(t), err)
+				lat := time.Since(t)
+				res.record(lat, err)
+				if lat > slowAfter {
+					res.Slow = append(res.Slow, t)
+				}
 				k += workers
 			}
 		}()
@@ -189,6 +200,10 @@ func fixedRate(ctx context.Context, l loader, target string, reqs []request, wor
 	wg.Wait()
 	out := merge(results, time.Since(start))
 	out.SenderLag = summarise(lag)
+	out.Start, out.End = start, start.Add(out.Elapsed)
+	for _, r := range results {
+		out.Slow = append(out.Slow, r.Slow...)
+	}
 	return out
 }
 

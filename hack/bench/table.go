@@ -89,8 +89,12 @@ func loadRows(l *loadReport) []summaryRow {
 		out = append(out, rw)
 	}
 	f := l.FixedRate
+	gc := ""
+	if f.GCTimeShare != nil && f.GCSlowShare != nil {
+		gc = fmt.Sprintf("; collections and %s after: %.0f%% of the time, %.0f%% of the requests over %s", gcDrain, 100**f.GCTimeShare, 100**f.GCSlowShare, slowAfter)
+	}
 	out = append(out, target(row("load", fmt.Sprintf("%s fixed %.0f/s (half of 5,000/s): p50/p99/max", l.Protocol, f.Rate),
-		fmt.Sprintf("%.2f/%.2f/%.1f ms (server p99 ≤ %.2g ms; sender lag p99 %.2f ms; %s), errors %d/%d", f.P50ms, f.P99ms, f.MaxMs, f.ServerP99ms, f.SenderLagP99ms, f.Cores, f.Errors, f.Requests)), "p99 < 2 ms", f.P99ms < 2 && f.Errors == 0))
+		fmt.Sprintf("%.2f/%.2f/%.1f ms (server p99 ≤ %.2g ms; sender lag p99 %.2f ms; %s%s), errors %d/%d", f.P50ms, f.P99ms, f.MaxMs, f.ServerP99ms, f.SenderLagP99ms, f.Cores, gc, f.Errors, f.Requests)), "p99 < 2 ms", f.P99ms < 2 && f.Errors == 0))
 	if n := l.NoopFloor; n != nil && n.Fixed != nil {
 		out = append(out, target(row("load", fmt.Sprintf("floor: no-op webhook, %s c=32 req/s (modelguard's share), CPU/1000; fixed %.0f/s p50/p99/max", l.Protocol, n.Fixed.Rate),
 			fmt.Sprintf("%.0f/s (%.0f%%), %.2f s; %.2f/%.2f/%.1f ms (%s), errors %d + %d/%d", n.C32PerS, 100*n.C32Share, n.C32CPUPer1000, n.Fixed.P50ms, n.Fixed.P99ms, n.Fixed.MaxMs, n.Fixed.Cores, n.C32Errors, n.Fixed.Errors, n.Fixed.Requests)),
