@@ -105,7 +105,7 @@ func httpHandler(h admission.Handler) http.Handler {
 // requestLogger is the logger controller-runtime hands a request's handling (it logs a
 // recovered panic or a failed write with it): the request's identity is added to a line
 // when one is written, not on every request, as its DefaultLogConstructor does (that cost
-// 6% of the webhook's CPU under load, README "Performance").
+// 6% of the webhook's CPU under load, hack/bench/README.md).
 func requestLogger(base logr.Logger, req *admission.Request) logr.Logger {
 	if req == nil || base.GetSink() == nil {
 		return base

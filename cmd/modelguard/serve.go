@@ -152,7 +152,7 @@ func serve(ctx context.Context, restCfg *rest.Config, o serveOptions, auditOut, 
 // webhookTLS sets the protocols the webhook port offers. HTTP/1.1 alone is the default, as
 // in Kubebuilder's scaffolding: HTTP/2's stream resets let one client make a server do work
 // it never reads (CVE-2023-44487, CVE-2023-39325), and on the webhook's path HTTP/1.1 is the
-// faster of the two (README "Performance": kube-apiserver keeps a pool of keep-alive
+// faster of the two (hack/bench/README.md: kube-apiserver keeps a pool of keep-alive
 // connections either way).
 func webhookTLS(http2 bool) []func(*tls.Config) {
 	if http2 {

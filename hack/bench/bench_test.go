@@ -113,3 +113,21 @@ func TestCoreMeterSelf(t *testing.T) {
 	assert.Positive(t, u.Client)
 	assert.Positive(t, server)
 }
+
+// A floor's row counts the errors of its fixed-rate runs with those at concurrency 32, and
+// shows its fixed-rate latency only when it was measured.
+func TestAppendFloorRow(t *testing.T) {
+	fixed := &fixedReport{Rate: 2500, P50ms: 0.4, P99ms: 2.7, MaxMs: 8.2, Errors: 1}
+	rows := appendFloorRow(nil, "no-op", "HTTP/1.1", nil)
+	assert.Empty(t, rows, "no floor, no row")
+
+	rows = appendFloorRow(rows, "no-op", "HTTP/1.1", &floorReport{C32PerS: 9939, C32Share: 0.54, C32CPUPer1000: 0.13})
+	rows = appendFloorRow(rows, "no-op", "HTTP/1.1", &floorReport{C32PerS: 9939, C32Share: 0.54, C32CPUPer1000: 0.13, Fixed: fixed})
+	require.Len(t, rows, 2)
+	assert.NotContains(t, rows[0].Measure, "fixed")
+	assert.Equal(t, "yes", rows[0].Met)
+	assert.Contains(t, rows[0].Value, "9939/s (54%), 0.13 s")
+	assert.Contains(t, rows[1].Measure, "fixed 2500/s p50/p99/max")
+	assert.Contains(t, rows[1].Value, "0.40/2.70/8.2 ms")
+	assert.Equal(t, "NO", rows[1].Met, "an error at the fixed rate fails the floor's row")
+}

@@ -44,7 +44,7 @@ type loadReport struct {
 	FixedRate fixedReport  `json:"fixed_rate"`
 	NoopFloor *floorReport `json:"noop_floor,omitempty"`
 	// PlumbingFloor is the no-op answered through controller-runtime's webhook server and
-	// admission.Webhook, which modelguard serve builds on (concurrency 32 only).
+	// admission.Webhook, which modelguard serve builds on.
 	PlumbingFloor *floorReport `json:"plumbing_floor,omitempty"`
 	Soak          soakReport   `json:"soak"`
 	ProfileDir    string       `json:"profile_dir,omitempty"`
@@ -177,11 +177,13 @@ func runLoad(ctx context.Context, o options) (*loadReport, error) {
 	}
 	rate := fixedRateTarget
 	stopClientProfile := profileClient(o.profileDir)
-	fixed := fixedRuns(ctx, []loadTarget{s.target(url, reqs, o.serverEnv), noop.target}, hc, rate, o)
+	// Both floors run at the fixed rate too: the plumbing floor is what any webhook built as
+	// the project requires (controller-runtime's admission package) costs at that rate.
+	fixed := fixedRuns(ctx, []loadTarget{s.target(url, reqs, o.serverEnv), noop.target, plumbing.target}, hc, rate, o)
 	stopClientProfile()
 	rep.FixedRate = fixed[0]
 	rep.NoopFloor = noop.report(floorPerS[0], rep.Levels, rep.Protocol, &fixed[1])
-	rep.PlumbingFloor = plumbing.report(floorPerS[1], rep.Levels, rep.Protocol, nil)
+	rep.PlumbingFloor = plumbing.report(floorPerS[1], rep.Levels, rep.Protocol, &fixed[2])
 	if o.profileDir != "" {
 		if err := profile(ctx, s, hc, url, reqs, rate, o); err != nil {
 			return nil, err

@@ -95,15 +95,8 @@ func loadRows(l *loadReport) []summaryRow {
 	}
 	out = append(out, target(row("load", fmt.Sprintf("%s fixed %.0f/s (half of 5,000/s): p50/p99/max", l.Protocol, f.Rate),
 		fmt.Sprintf("%.2f/%.2f/%.1f ms (server p99 ≤ %.2g ms; sender lag p99 %.2f ms; %s%s), errors %d/%d", f.P50ms, f.P99ms, f.MaxMs, f.ServerP99ms, f.SenderLagP99ms, f.Cores, gc, f.Errors, f.Requests)), "p99 < 2 ms", f.P99ms < 2 && f.Errors == 0))
-	if n := l.NoopFloor; n != nil && n.Fixed != nil {
-		out = append(out, target(row("load", fmt.Sprintf("floor: no-op webhook, %s c=32 req/s (modelguard's share), CPU/1000; fixed %.0f/s p50/p99/max", l.Protocol, n.Fixed.Rate),
-			fmt.Sprintf("%.0f/s (%.0f%%), %.2f s; %.2f/%.2f/%.1f ms (%s), errors %d + %d/%d", n.C32PerS, 100*n.C32Share, n.C32CPUPer1000, n.Fixed.P50ms, n.Fixed.P99ms, n.Fixed.MaxMs, n.Fixed.Cores, n.C32Errors, n.Fixed.Errors, n.Fixed.Requests)),
-			"0 errors", n.C32Errors == 0 && n.Fixed.Errors == 0))
-	}
-	if n := l.PlumbingFloor; n != nil {
-		out = append(out, target(row("load", fmt.Sprintf("floor: no-op on controller-runtime's admission plumbing, %s c=32 req/s (modelguard's share), CPU/1000", l.Protocol),
-			fmt.Sprintf("%.0f/s (%.0f%%), %.2f s, errors %d", n.C32PerS, 100*n.C32Share, n.C32CPUPer1000, n.C32Errors)), "0 errors", n.C32Errors == 0))
-	}
+	out = appendFloorRow(out, "no-op webhook", l.Protocol, l.NoopFloor)
+	out = appendFloorRow(out, "no-op on controller-runtime's admission plumbing", l.Protocol, l.PlumbingFloor)
 	if s := l.Soak; s.Requests > 0 {
 		growth := s.EndMiB - s.StartMiB
 		out = append(out, target(row("load", fmt.Sprintf("soak %s at %.0f/s: RSS start/end/max", s.Duration, s.Rate),
@@ -111,6 +104,23 @@ func loadRows(l *loadReport) []summaryRow {
 			"no growth (< 5%)", growth < 0.05*s.StartMiB && s.Errors == 0))
 	}
 	return out
+}
+
+// appendFloorRow adds a floor's row: its rate at concurrency 32 beside modelguard's, and its
+// fixed-rate latency when it was measured.
+func appendFloorRow(out []summaryRow, name, protocol string, n *floorReport) []summaryRow {
+	if n == nil {
+		return out
+	}
+	measure := fmt.Sprintf("floor: %s, %s c=32 req/s (modelguard's share), CPU/1000", name, protocol)
+	value := fmt.Sprintf("%.0f/s (%.0f%%), %.2f s", n.C32PerS, 100*n.C32Share, n.C32CPUPer1000)
+	errs := n.C32Errors
+	if f := n.Fixed; f != nil {
+		measure += fmt.Sprintf("; fixed %.0f/s p50/p99/max", f.Rate)
+		value += fmt.Sprintf("; %.2f/%.2f/%.1f ms (%s)", f.P50ms, f.P99ms, f.MaxMs, f.Cores)
+		errs += f.Errors
+	}
+	return append(out, target(row("load", measure, fmt.Sprintf("%s, errors %d", value, errs)), "0 errors", errs == 0))
 }
 
 func printTable(w io.Writer, r *report) {
